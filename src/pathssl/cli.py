@@ -1,0 +1,179 @@
+"""The `pathssl` command line. Expected failures print one line; --debug shows tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pathssl.errors import PathsslError
+
+log = logging.getLogger("pathssl")
+
+
+def _add_embed(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="embed whole-slide images: tiles, feature map, slide vector")
+    p.add_argument("paths", nargs="+", type=Path, help="slide files or folders of slides")
+    p.add_argument("--output", "-o", type=Path, required=True, help="one folder per slide here")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model bundle (default: /opt/ml/model, then the bundled model/)",
+    )
+    p.add_argument(
+        "--mpp",
+        type=float,
+        default=None,
+        help="level-0 microns per pixel; overrides (and replaces missing) metadata",
+    )
+    p.add_argument(
+        "--tissue-mask",
+        type=Path,
+        default=None,
+        help="tissue mask image covering the slide (non-zero = tissue)",
+    )
+    p.add_argument(
+        "--min-tissue",
+        type=float,
+        default=0.25,
+        help="minimum tissue fraction of a kept tile (default 0.25)",
+    )
+    p.add_argument(
+        "--max-tiles",
+        type=int,
+        default=None,
+        help="cap per slide, by even deterministic subsampling",
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=None, help="loader processes (default: cores-1)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--no-resume", action="store_true", help="recompute complete slides")
+    p.set_defaults(func=_run_embed)
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    from pathssl.encoder.bundle import load_bundle
+    from pathssl.pipeline import EmbedOptions, embed_slides
+
+    if args.tissue_mask is not None and len(args.paths) != 1:
+        raise PathsslError("--tissue-mask goes with exactly one slide")
+    bundle = load_bundle(args.model)
+    _log_model(bundle)
+    options = EmbedOptions(
+        mpp=args.mpp,
+        tissue_mask=args.tissue_mask,
+        min_tissue_fraction=args.min_tissue,
+        max_tiles=args.max_tiles,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+    )
+    reports = embed_slides(args.paths, args.output, bundle, options, resume=not args.no_resume)
+    failed = [r for r in reports if r.status == "failed"]
+    done = sum(r.status == "complete" for r in reports)
+    skipped = sum(r.status == "skipped" for r in reports)
+    print(
+        f"{done} embedded, {skipped} skipped (complete), {len(failed)} failed; "
+        f"summary in {args.output / 'summary.json'}"
+    )
+    for r in failed:
+        print(f"FAILED {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _log_model(bundle) -> None:
+    from pathssl.embedding import DeviceSettings
+
+    cfg = bundle.config
+    log.info(
+        "model %s (%s), sha256 %s, %d-d at %.2f um/px, %d px; device %s",
+        cfg.name,
+        cfg.architecture,
+        bundle.weights_sha256,
+        cfg.embedding_dim,
+        cfg.target_mpp,
+        cfg.input_size_px,
+        DeviceSettings.auto().describe(),
+    )
+    if not cfg.trained:
+        log.warning(
+            "model %s is UNTRAINED (random weights): its features carry no learned "
+            "meaning; give --model with a trained bundle",
+            cfg.name,
+        )
+
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    from pathssl.encoder.presets import PRESETS
+
+    p = sub.add_parser("import-weights", help="turn a public checkpoint into a model bundle")
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--output", type=Path, required=True)
+    p.set_defaults(func=_run_import)
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from pathssl.encoder.import_weights import import_weights
+
+    config = import_weights(args.preset, args.checkpoint, args.output)
+    print(
+        f"wrote {args.output} ({config.name}, {config.embedding_dim}-d, "
+        f"sha256 {config.weights_sha256})"
+    )
+    return 0
+
+
+def _add_init_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init-model", help="write an UNTRAINED (random) bundle of a timm model")
+    p.add_argument("--architecture", required=True)
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--mpp", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_init_model)
+
+
+def _run_init_model(args: argparse.Namespace) -> int:
+    from pathssl.encoder.export import random_bundle
+
+    config = random_bundle(
+        args.output, args.architecture, args.input_size, args.mpp, seed=args.seed
+    )
+    print(f"wrote {args.output} ({config.name}, UNTRAINED, sha256 {config.weights_sha256})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pathssl", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_embed(sub)
+    _add_import(sub)
+    _add_init_model(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return args.func(args)
+    except PathsslError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Run the encoder over a slide's tiles and stream the features into an HDF5 dataset."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+import torch
+
+from pathssl.encoder.bundle import EncoderBundle, normalise
+from pathssl.errors import PathsslError
+from pathssl.loading import iter_batches
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # None: full fp32 (the CPU default)
+
+    @classmethod
+    def auto(cls, device: str | None = None) -> DeviceSettings:
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dev.type == "cuda":
+            bf16 = torch.cuda.is_bf16_supported()
+            return cls(dev, torch.bfloat16 if bf16 else torch.float16)
+        return cls(dev, None)
+
+    def describe(self) -> str:
+        if self.device.type == "cuda":
+            name = torch.cuda.get_device_name(self.device)
+            return f"cuda ({name}, autocast {str(self.autocast_dtype).replace('torch.', '')})"
+        return f"cpu ({torch.get_num_threads()} threads, fp32)"
+
+
+def prepare_module(bundle: EncoderBundle, settings: DeviceSettings) -> torch.nn.Module:
+    module = bundle.module.to(settings.device).eval()
+    if settings.device.type == "cuda":
+        module = module.to(memory_format=torch.channels_last)
+    return module
+
+
+def embed_batches(
+    module: torch.nn.Module,
+    bundle: EncoderBundle,
+    settings: DeviceSettings,
+    loader: torch.utils.data.DataLoader,
+    features: h5py.Dataset,
+    batch_size: int,
+    label: str,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Embed every tile the loader yields and write its features at its index. Returns the
+    number of tiles written."""
+    written = 0
+    autocast = (
+        torch.autocast(settings.device.type, dtype=settings.autocast_dtype)
+        if settings.autocast_dtype is not None
+        else contextlib.nullcontext()
+    )
+    with torch.inference_mode(), autocast:
+        for tiles, indices in iter_batches(loader, batch_size):
+            x = tiles.to(settings.device, non_blocking=True)
+            x = normalise(x, bundle.config)
+            if settings.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = module(x).float().cpu().numpy()
+            if out.ndim != 2 or out.shape[1] != features.shape[1]:
+                raise PathsslError(
+                    f"{label}: encoder gave features of shape {out.shape}, config says "
+                    f"{features.shape[1]} per tile; fix embedding_dim in the model config"
+                )
+            if not np.isfinite(out).all():
+                raise PathsslError(
+                    f"{label}: the encoder produced NaN or infinite features; the model "
+                    "weights are broken (check the bundle) or the input tiles are corrupt"
+                )
+            order = np.argsort(indices.numpy())
+            features[indices.numpy()[order]] = out[order]
+            written += len(order)
+            if on_batch is not None:
+                on_batch(len(order))
+    return written

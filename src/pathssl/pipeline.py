@@ -1,0 +1,333 @@
+"""Embed one slide end to end, and many slides with resume: the single library entry point
+that both the `pathssl embed` command and the container's process.py call.
+
+slide -> resolution -> tissue -> tiles -> loader -> encoder -> features -> aggregation -> outputs
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import pathssl
+from pathssl.aggregation import MeanPooling, SlideAggregator
+from pathssl.embedding import DeviceSettings, embed_batches, prepare_module
+from pathssl.encoder.bundle import EncoderBundle
+from pathssl.errors import PathsslError
+from pathssl.loading import TileBlockDataset, make_loader, plan_blocks
+from pathssl.outputs.atomic import staged_outputs
+from pathssl.outputs.features_h5 import create_features_file
+from pathssl.outputs.images import write_feature_map, write_mask
+from pathssl.outputs.preview import write_preview
+from pathssl.outputs.unicorn import write_patch_representation, write_slide_representation
+from pathssl.provenance import code_sha256
+from pathssl.slide.reader import find_slides, open_slide, slide_name
+from pathssl.slide.resolution import resolve_mpp
+from pathssl.tiling import TilingSpec, plan_tiles
+from pathssl.tissue import detect_tissue, load_tissue_mask, render_thumbnail
+
+log = logging.getLogger("pathssl")
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Relative output paths; Grand-Challenge socket slugs decide them on the platform.
+    None leaves an output out."""
+
+    slide_embedding: str = "image-neural-representation.json"
+    patch_embeddings: str | None = "patch-neural-representation.json"
+    feature_map: str | None = "images/feature-map/feature-map.mha"
+    tissue_mask: str | None = "images/tissue-mask/tissue-mask.mha"
+    features_h5: str | None = "features.h5"
+    preview: str | None = "preview.png"
+    run_record: str = "run.json"  # written last: its presence marks a complete slide
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    mpp: float | None = None  # level-0 microns per pixel override
+    tissue_mask: Path | None = None
+    min_tissue_fraction: float = 0.25
+    mpp_tolerance: float = 0.05
+    max_tiles: int | None = None
+    batch_size: int = 64
+    num_workers: int | None = None  # None: from the CPU count
+    block_tiles: int = 8  # tiles per side of one region read
+    device: str | None = None
+    layout: OutputLayout = field(default_factory=OutputLayout)
+
+
+@dataclass
+class SlideReport:
+    slide: str
+    status: str  # "complete", "skipped" or "failed"
+    output_dir: str
+    tiles: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def _json_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(meta, default=str))
+
+
+def embed_slide(
+    slide_path: str | Path,
+    output_dir: str | Path,
+    bundle: EncoderBundle,
+    options: EmbedOptions = EmbedOptions(),
+    aggregator: SlideAggregator | None = None,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """Embed one slide; write its outputs under output_dir all at once (or none on error).
+    Returns the run record."""
+    slide_path, output_dir = Path(slide_path), Path(output_dir)
+    title = title or slide_path.name
+    aggregator = aggregator or MeanPooling()
+    settings = DeviceSettings.auto(options.device)
+    layout = options.layout
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    with open_slide(slide_path) as slide:
+        resolution = resolve_mpp(slide, options.mpp)
+        thumb = render_thumbnail(slide, resolution.mpp)
+        if options.tissue_mask is not None:
+            tissue = load_tissue_mask(Path(options.tissue_mask), slide, resolution.mpp)
+        else:
+            tissue = detect_tissue(thumb)
+        cfg = bundle.config
+        spec = TilingSpec(
+            target_mpp=cfg.target_mpp,
+            tile_size_px=cfg.input_size_px,
+            mpp_tolerance=options.mpp_tolerance,
+            min_tissue_fraction=options.min_tissue_fraction,
+            max_tiles=options.max_tiles,
+        )
+        grid = plan_tiles(slide.levels, resolution.mpp, tissue, spec, str(slide_path))
+        downsample = slide.levels[grid.level].downsample
+        slide_info = {
+            "path": str(slide_path),
+            "backend": slide.backend,
+            "vendor": getattr(slide, "vendor", slide.backend),
+            "dimensions_px": list(slide.dimensions),
+            "levels": len(slide.levels),
+        }
+    timings["tissue_and_tiling_s"] = time.perf_counter() - t0
+    log.info(
+        "%s: %d tiles of %d px at %.3f um/px (level %d, read %d px), tissue %s",
+        title,
+        len(grid),
+        grid.tile_size_px,
+        grid.patch_mpp,
+        grid.level,
+        grid.read_size_px,
+        tissue.source,
+    )
+
+    provenance = {
+        "pathssl_version": pathssl.__version__,
+        "code_sha256": code_sha256(),
+        "model": {
+            "name": cfg.name,
+            "architecture": cfg.architecture,
+            "weights_sha256": bundle.weights_sha256,
+            "trained": cfg.trained,
+            "path": str(bundle.path),
+        },
+        "resolution": {"mpp": resolution.mpp, "source": resolution.source},
+    }
+    patch_meta = {
+        "patch-size": [grid.tile_size_px, grid.tile_size_px],
+        "patch-spacing": [grid.patch_mpp / 1000.0, grid.patch_mpp / 1000.0],
+        "image-size": list(slide_info["dimensions_px"]),
+        "image-spacing": [resolution.mpp / 1000.0, resolution.mpp / 1000.0],
+        "image-origin": [0.0, 0.0],
+        "image-direction": [1.0, 0.0, 0.0, 1.0],
+        "feature-grid-resolution": [grid.stride_l0_px, grid.stride_l0_px],
+        "coordinates": "level-0 pixels, top-left corner of each patch",
+        "patch-size-level0": grid.stride_l0_px,
+        "pathssl": provenance,
+    }
+    coords = grid.coords_l0
+    h5_attrs = {
+        "mpp": resolution.mpp,
+        "mpp_source": resolution.source,
+        "patch_mpp": grid.patch_mpp,
+        "patch_size": grid.tile_size_px,
+        "patch_size_level0": grid.stride_l0_px,
+        "patch_level": grid.level,
+        "level_dim": list(slide_info["dimensions_px"]),
+        "model_name": cfg.name,
+        "model_sha256": bundle.weights_sha256,
+        "model_trained": cfg.trained,
+        "pathssl_version": pathssl.__version__,
+        "code_sha256": code_sha256(),
+    }
+    itk_meta = {
+        "pathssl_version": pathssl.__version__,
+        "model_sha256": bundle.weights_sha256,
+        "code_sha256": code_sha256(),
+    }
+
+    with staged_outputs(output_dir) as stage:
+        h5_path = stage.path(layout.features_h5) if layout.features_h5 else stage.scratch("h5")
+        h5 = create_features_file(h5_path, coords, cfg.embedding_dim, h5_attrs)
+        try:
+            t1 = time.perf_counter()
+            dataset = TileBlockDataset(
+                slide_path, grid, plan_blocks(grid, downsample, options.block_tiles)
+            )
+            loader = make_loader(dataset, options.num_workers, settings.device.type == "cuda")
+            module = prepare_module(bundle, settings)
+            from tqdm import tqdm
+
+            with tqdm(total=len(grid), desc=title[:40], unit="tile", disable=None) as bar:
+                written = embed_batches(
+                    module,
+                    bundle,
+                    settings,
+                    loader,
+                    h5["features"],
+                    options.batch_size,
+                    str(slide_path),
+                    bar.update,
+                )
+            if written != len(grid):
+                raise PathsslError(f"{slide_path}: embedded {written} of {len(grid)} tiles")
+            timings["embedding_s"] = time.perf_counter() - t1
+            feats = h5["features"]
+
+            t2 = time.perf_counter()
+            embedding = aggregator(feats, coords)
+            if not np.isfinite(embedding).all():
+                raise PathsslError(f"{slide_path}: slide embedding is not finite")
+            write_slide_representation(stage.path(layout.slide_embedding), title, embedding)
+            if layout.patch_embeddings:
+                write_patch_representation(
+                    stage.path(layout.patch_embeddings),
+                    title,
+                    _json_meta(patch_meta),
+                    coords,
+                    feats,
+                )
+            if layout.feature_map:
+                write_feature_map(
+                    stage.path(layout.feature_map), grid, feats, resolution.mpp, itk_meta
+                )
+            if layout.tissue_mask:
+                write_mask(stage.path(layout.tissue_mask), tissue.mask, tissue.mpp, itk_meta)
+            if layout.preview:
+                write_preview(stage.path(layout.preview), thumb, tissue, grid, feats)
+            timings["outputs_s"] = time.perf_counter() - t2
+        finally:
+            h5.close()
+
+        timings["total_s"] = time.perf_counter() - t0
+        record = {
+            "status": "complete",
+            "title": title,
+            "slide": slide_info,
+            **provenance,
+            "tissue": {
+                "source": tissue.source,
+                "mask_mpp": tissue.mpp,
+                "fraction_of_slide": float(tissue.mask.mean()),
+            },
+            "tiling": {
+                "target_mpp": spec.target_mpp,
+                "tile_size_px": grid.tile_size_px,
+                "patch_mpp": grid.patch_mpp,
+                "level": grid.level,
+                "level_mpp": grid.level_mpp,
+                "read_size_px": grid.read_size_px,
+                "stride_level0_px": grid.stride_l0_px,
+                "grid_shape": list(grid.grid_shape),
+                "tiles": len(grid),
+                "min_tissue_fraction": spec.min_tissue_fraction,
+                "max_tiles": spec.max_tiles,
+            },
+            "slide_embedding": {"aggregator": aggregator.name, "dim": int(embedding.shape[0])},
+            "device": settings.describe(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "timings": {k: round(v, 3) for k, v in timings.items()},
+            "outputs": {k: v for k, v in asdict(layout).items() if v and k != "run_record"},
+        }
+        stage.path(layout.run_record).write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def is_complete(output_dir: Path, bundle: EncoderBundle, layout: OutputLayout) -> bool:
+    """A slide is done when its run record exists, names the same model and all its outputs
+    are present."""
+    record_path = output_dir / layout.run_record
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return False
+    if record.get("status") != "complete":
+        return False
+    if record.get("model", {}).get("weights_sha256") != bundle.weights_sha256:
+        return False
+    return all((output_dir / rel).exists() for rel in record.get("outputs", {}).values())
+
+
+def embed_slides(
+    inputs: list[str | Path],
+    output_root: str | Path,
+    bundle: EncoderBundle,
+    options: EmbedOptions = EmbedOptions(),
+    resume: bool = True,
+    aggregator: SlideAggregator | None = None,
+) -> list[SlideReport]:
+    """Embed every slide under `inputs`, one folder each under output_root; a failing slide
+    is recorded and the run goes on. Writes output_root/summary.json."""
+    output_root = Path(output_root)
+    slides = find_slides(inputs)
+    reports: list[SlideReport] = []
+    used: list[str] = []
+    for path in slides:
+        name = slide_name(path, used)
+        used.append(name)
+        out_dir = output_root / name
+        if resume and is_complete(out_dir, bundle, options.layout):
+            log.info("%s: outputs complete, skipped", path.name)
+            reports.append(SlideReport(str(path), "skipped", str(out_dir)))
+            continue
+        t0 = time.perf_counter()
+        try:
+            record = embed_slide(path, out_dir, bundle, options, aggregator)
+        except PathsslError as exc:
+            log.error("%s: failed: %s", path.name, exc)
+            reports.append(SlideReport(str(path), "failed", str(out_dir), error=str(exc)))
+            continue
+        except Exception as exc:  # an unexpected bug on one slide must not stop the archive
+            log.exception("%s: failed unexpectedly", path.name)
+            msg = f"{path}: unexpected {type(exc).__name__}: {exc}"
+            reports.append(SlideReport(str(path), "failed", str(out_dir), error=msg))
+            continue
+        reports.append(
+            SlideReport(
+                str(path),
+                "complete",
+                str(out_dir),
+                record["tiling"]["tiles"],
+                time.perf_counter() - t0,
+            )
+        )
+    with staged_outputs(output_root) as stage:
+        summary = {
+            "model": {"name": bundle.config.name, "weights_sha256": bundle.weights_sha256},
+            "slides": [asdict(r) for r in reports],
+        }
+        stage.path("summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return reports

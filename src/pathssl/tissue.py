@@ -1,0 +1,159 @@
+"""Tissue masks: detected on a low-resolution rendering of the slide, or given by the user.
+
+Detection works on brightfield (H&E, IHC: stained tissue is saturated, glass is not) and on
+fluorescence (tissue is bright on a dark background); which one is decided from the image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from pathssl.errors import SlideReadError, TissueError
+from pathssl.slide.reader import Slide
+
+TISSUE_MPP = 8.0  # microns per pixel of the rendering the mask is computed on
+MAX_STRIP_PIXELS = 16_000_000  # pixels read per strip when rendering, to bound memory
+
+
+@dataclass(frozen=True)
+class TissueMask:
+    mask: np.ndarray  # bool, (rows, cols)
+    level0_px_per_mask_px: tuple[float, float]  # (x, y) scale from mask to level 0
+    mpp: float  # microns per mask pixel
+    source: str  # "detected-brightfield", "detected-fluorescence" or "input:<file name>"
+
+    def fractions(self, xs_l0: np.ndarray, ys_l0: np.ndarray, size_l0: float) -> np.ndarray:
+        """Tissue fraction inside each square level-0 box [x, x+size) x [y, y+size)."""
+        sx, sy = self.level0_px_per_mask_px
+        rows, cols = self.mask.shape
+        integral = np.zeros((rows + 1, cols + 1), np.int64)
+        integral[1:, 1:] = self.mask.astype(np.int64).cumsum(0).cumsum(1)
+        x0 = np.clip(np.round(xs_l0 / sx), 0, cols).astype(np.int64)
+        y0 = np.clip(np.round(ys_l0 / sy), 0, rows).astype(np.int64)
+        x1 = np.clip(np.maximum(x0 + 1, np.round((xs_l0 + size_l0) / sx)), 0, cols).astype(np.int64)
+        y1 = np.clip(np.maximum(y0 + 1, np.round((ys_l0 + size_l0) / sy)), 0, rows).astype(np.int64)
+        area = np.maximum((x1 - x0) * (y1 - y0), 1)
+        inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+        return inside / area
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    rgb: np.ndarray  # (rows, cols, 3) uint8
+    level0_px_per_px: float
+    mpp: float
+
+
+def render_thumbnail(slide: Slide, mpp: float, target_mpp: float = TISSUE_MPP) -> Thumbnail:
+    """Render the slide at about `target_mpp` (never coarser) by block-averaging strips read
+    from the finest pyramid level that is not coarser, so no whole level is ever in memory."""
+    levels = slide.levels
+    finer = [i for i, lv in enumerate(levels) if lv.downsample * mpp <= target_mpp * 1.001]
+    level = max(finer, key=lambda i: levels[i].downsample) if finer else 0
+    lv = levels[level]
+    factor = max(1, math.floor(target_mpp / (lv.downsample * mpp) + 1e-6))
+    cols, rows = math.ceil(lv.width / factor), math.ceil(lv.height / factor)
+    out = np.empty((rows, cols, 3), np.uint8)
+    rows_per_strip = max(1, MAX_STRIP_PIXELS // (cols * factor * factor))
+    for r0 in range(0, rows, rows_per_strip):
+        r1 = min(rows, r0 + rows_per_strip)
+        strip = slide.read_region(
+            0, round(r0 * factor * lv.downsample), level, cols * factor, (r1 - r0) * factor
+        )
+        blocks = strip.reshape(r1 - r0, factor, cols, factor, 3).mean(axis=(1, 3))
+        out[r0:r1] = (blocks + 0.5).astype(np.uint8)
+    scale = lv.downsample * factor
+    return Thumbnail(out, scale, mpp * scale)
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    hist, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    mean0 = m0 / np.maximum(w0, 1)
+    mean1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mean0 - mean1) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def is_fluorescence(rgb: np.ndarray) -> bool:
+    """Dark background: most of a fluorescence slide is black, most of a brightfield one not."""
+    grey = rgb.mean(axis=2)
+    return float(np.median(grey)) < 0.25 * 255
+
+
+def detect_tissue(
+    thumb: Thumbnail,
+    min_region_um2: float = 20_000.0,
+    max_hole_um2: float = 50_000.0,
+    min_saturation: float = 0.06,
+) -> TissueMask:
+    """Threshold (Otsu with a floor), close small gaps, drop specks, fill small holes."""
+    rgb = thumb.rgb.astype(np.float32) / 255.0
+    if is_fluorescence(thumb.rgb):
+        signal = ndimage.uniform_filter(rgb.max(axis=2), size=3)
+        mode = "fluorescence"
+        floor = 0.08
+    else:
+        cmax, cmin = rgb.max(axis=2), rgb.min(axis=2)
+        signal = ndimage.uniform_filter(
+            np.where(cmax > 0, (cmax - cmin) / np.maximum(cmax, 1e-6), 0.0), size=3
+        )
+        mode = "brightfield"
+        floor = min_saturation
+    threshold = max(otsu_threshold(signal), floor) if signal.max() > floor else floor
+    mask = signal > threshold
+    mask = ndimage.binary_closing(mask, structure=np.ones((3, 3)), iterations=2, border_value=0)
+    px_um2 = thumb.mpp**2
+    mask = _remove_small(mask, min_region_um2 / px_um2)
+    mask = _fill_small_holes(mask, max_hole_um2 / px_um2)
+    return TissueMask(mask, (thumb.level0_px_per_px,) * 2, thumb.mpp, f"detected-{mode}")
+
+
+def _remove_small(mask: np.ndarray, min_px: float) -> np.ndarray:
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_px
+    keep[0] = False
+    return keep[labels]
+
+
+def _fill_small_holes(mask: np.ndarray, max_px: float) -> np.ndarray:
+    holes = ndimage.binary_fill_holes(mask) & ~mask
+    labels, n = ndimage.label(holes)
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    fill = sizes <= max_px
+    fill[0] = False
+    return mask | fill[labels]
+
+
+def load_tissue_mask(path: Path, slide: Slide, mpp: float) -> TissueMask:
+    """A user's mask (any readable image, non-zero = tissue) that covers the whole slide."""
+    from pathssl.slide.reader import open_slide
+
+    with open_slide(path) as mask_image:
+        level = len(mask_image.levels) - 1
+        lv = mask_image.levels[level]
+        if lv.width * lv.height > 100_000_000:
+            raise TissueError(f"{path}: tissue mask of {lv.width}x{lv.height} px is too large")
+        pixels = mask_image.read_region(0, 0, level, lv.width, lv.height)
+    w0, h0 = slide.dimensions
+    sx, sy = w0 / lv.width, h0 / lv.height
+    if abs(sx - sy) > 0.05 * max(sx, sy):
+        raise SlideReadError(
+            f"{path}: tissue mask is {lv.width}x{lv.height} px, not the shape of the slide "
+            f"({w0}x{h0} px); give a mask that covers the whole slide"
+        )
+    mask = pixels.max(axis=2) > 0
+    return TissueMask(mask, (sx, sy), mpp * (sx + sy) / 2, f"input:{path.name}")
