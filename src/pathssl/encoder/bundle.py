@@ -160,7 +160,13 @@ def load_bundle(model_dir: str | Path | None = None) -> EncoderBundle:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
         raise ModelBundleError(f"{weights_path}: not a readable safetensors file ({exc})") from exc
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ModelBundleError(
+            f"{weights_path}: tensor shapes do not fit {config.architecture} with "
+            f"{config.timm_kwargs}; re-export the bundle"
+        ) from exc
     if missing or unexpected:
         raise ModelBundleError(
             f"{weights_path}: weights do not fit {config.architecture} "

@@ -38,7 +38,7 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     for _ in range(3):
         if isinstance(obj, dict):
             inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), dict)), None)
-            if inner is not None and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+            if inner is not None:
                 obj = inner
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelBundleError(f"{path}: checkpoint is not a dictionary of tensors")
@@ -87,7 +87,13 @@ def import_weights(preset_name: str, checkpoint: Path, output_dir: Path) -> Enco
     module = build_module(config)
     target = module.backbone if preset.pooling == "cls+mean" else module
     state = map_keys(read_checkpoint(checkpoint), preset)
-    missing, unexpected = target.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = target.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ModelBundleError(
+            f"{checkpoint}: tensor shapes do not match preset {preset.name} "
+            f"({preset.architecture}): {str(exc).splitlines()[1].strip()[:200]}"
+        ) from exc
     if missing or unexpected:
         raise ModelBundleError(
             f"{checkpoint}: keys do not match preset {preset.name} ({preset.architecture}): "

@@ -1,0 +1,41 @@
+"""Shared fixtures: the committed CC0 slide, the optional shared slides, tiny model bundles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CMU_SLIDE = ROOT / "tests" / "data" / "CMU-1-Small-Region.svs"
+SHARED_WSI = Path(os.environ.get("PATHSSL_SHARED_DATA", ROOT.parent / "shared" / "data")) / "wsi"
+
+
+def shared_slide(name: str) -> Path:
+    path = SHARED_WSI / name
+    if not path.exists():
+        pytest.skip(f"{path} not present (../shared/data is only on development and CI machines)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cmu_slide() -> Path:
+    return CMU_SLIDE
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained timm model: 32 px tiles at 2 um/px, so CMU gives ~90 tiles."""
+    from pathssl.encoder.export import random_bundle
+
+    out = tmp_path_factory.mktemp("tiny_bundle")
+    random_bundle(out, "test_resnet", input_size_px=32, target_mpp=2.0, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_bundle_dir: Path):
+    from pathssl.encoder.bundle import load_bundle
+
+    return load_bundle(tiny_bundle_dir)

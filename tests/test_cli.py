@@ -1,0 +1,69 @@
+"""The `pathssl` command line: exit codes and one-line errors, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pathssl.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_embed_with_bundled_model(cmu_slide: Path, tmp_path: Path) -> None:
+    proc = run_cli("embed", str(cmu_slide), "--output", str(tmp_path), "--max-tiles", "6")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 embedded, 0 skipped (complete), 0 failed" in proc.stdout
+    run = json.loads((tmp_path / "CMU-1-Small-Region" / "run.json").read_text())
+    config = json.loads((ROOT / "model" / "config.json").read_text())
+    assert run["model"]["weights_sha256"] == config["weights_sha256"]
+    assert run["tiling"]["tiles"] == 6
+    if not config["trained"]:
+        assert "UNTRAINED" in proc.stderr
+    again = run_cli("embed", str(cmu_slide), "--output", str(tmp_path), "--max-tiles", "6")
+    assert "0 embedded, 1 skipped (complete)" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "file is empty"),
+        (b"GIF89a not really" * 50, "not a format"),
+    ],
+)
+def test_bad_slide_one_line_error(tmp_path: Path, content: bytes, expected: str) -> None:
+    bad = tmp_path / "bad.svs"
+    bad.write_bytes(content)
+    out = tmp_path / "out"
+    proc = run_cli("embed", str(bad), "--output", str(out), "--model", str(ROOT / "model"))
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    failures = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]
+    assert len(failures) == 1 and expected in failures[0] and str(bad) in failures[0]
+    assert [p.name for p in out.iterdir()] == ["summary.json"]
+
+
+def test_missing_model_is_a_one_line_error(cmu_slide: Path, tmp_path: Path) -> None:
+    proc = run_cli("embed", str(cmu_slide), "-o", str(tmp_path / "o"), "--model", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
+    assert "config.json" in proc.stderr
+
+
+def test_folder_without_slides(tmp_path: Path) -> None:
+    proc = run_cli("embed", str(tmp_path), "-o", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "no slides found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    proc = run_cli("--debug", "embed", str(tmp_path), "-o", str(tmp_path / "o"))
+    assert proc.returncode != 0 and "Traceback" in proc.stderr

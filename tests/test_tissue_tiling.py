@@ -1,0 +1,151 @@
+"""Tissue detection (brightfield, fluorescence, given masks) and the tile grid."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import shared_slide
+
+from pathssl.errors import TissueError
+from pathssl.slide import open_slide, resolve_mpp
+from pathssl.tiling import TilingSpec, choose_level, plan_tiles
+from pathssl.tissue import (
+    TissueMask,
+    detect_tissue,
+    is_fluorescence,
+    load_tissue_mask,
+    render_thumbnail,
+)
+
+
+def _thumb_and_mask(path: Path, mpp: float | None = None):
+    with open_slide(path) as slide:
+        res = resolve_mpp(slide, mpp)
+        thumb = render_thumbnail(slide, res.mpp)
+        return slide.levels, res.mpp, thumb, detect_tissue(thumb)
+
+
+def test_thumbnail_matches_a_direct_read(cmu_slide: Path) -> None:
+    with open_slide(cmu_slide) as slide:
+        thumb = render_thumbnail(slide, 0.499)
+        factor = round(thumb.level0_px_per_px)
+        assert factor == 16 and thumb.mpp == pytest.approx(0.499 * 16)
+        block = slide.read_region(160, 320, 0, factor, factor).reshape(-1, 3).mean(axis=0)
+    np.testing.assert_allclose(thumb.rgb[20, 10], block, atol=1)
+
+
+def test_brightfield_tissue_is_stained_and_background_is_glass(cmu_slide: Path) -> None:
+    _, _, thumb, tissue = _thumb_and_mask(cmu_slide)
+    assert tissue.source == "detected-brightfield"
+    assert 0.2 < tissue.mask.mean() < 0.6
+    rgb = thumb.rgb.astype(float)
+    sat = (rgb.max(2) - rgb.min(2)) / np.maximum(rgb.max(2), 1)
+    assert sat[tissue.mask].mean() > 3 * sat[~tissue.mask].mean()
+    assert rgb[~tissue.mask].mean() > 200  # glass is bright
+
+
+def test_fluorescence_detected_automatically() -> None:
+    _, _, thumb, tissue = _thumb_and_mask(shared_slide("hamamatsu_test3-DAPI-2-387.ndpi"))
+    assert is_fluorescence(thumb.rgb)
+    assert tissue.source == "detected-fluorescence"
+    grey = thumb.rgb.mean(axis=2)
+    assert 0.05 < tissue.mask.mean() < 0.9
+    assert grey[tissue.mask].mean() > 2 * grey[~tissue.mask].mean()  # bright on black
+
+
+def test_specks_removed_and_small_holes_filled() -> None:
+    from pathssl.tissue import Thumbnail
+
+    rgb = np.full((200, 200, 3), 235, np.uint8)
+    rgb[40:160, 40:160] = (150, 60, 140)  # a tissue piece (~0.9 mm2 at 8 um/px)
+    rgb[95:100, 95:100] = 235  # a 5x5 px hole
+    rgb[5:7, 190:192] = (150, 60, 140)  # a 2x2 px speck
+    tissue = detect_tissue(Thumbnail(rgb, 16.0, 8.0))
+    assert tissue.mask[97, 97]
+    assert not tissue.mask[5:7, 190:192].any()
+    assert tissue.mask[40:160, 40:160].mean() > 0.97
+
+
+def test_blank_slide_has_no_tiles() -> None:
+    from pathssl.slide.reader import SlideLevel
+    from pathssl.tissue import Thumbnail
+
+    tissue = detect_tissue(Thumbnail(np.full((100, 100, 3), 240, np.uint8), 16.0, 8.0))
+    assert not tissue.mask.any()
+    with pytest.raises(TissueError, match="no tile"):
+        plan_tiles((SlideLevel(1600, 1600, 1.0),), 0.5, tissue, TilingSpec(0.5, 224), "blank.svs")
+
+
+def test_grid_row_major_inside_slide_and_tissue(cmu_slide: Path) -> None:
+    levels, mpp, _, tissue = _thumb_and_mask(cmu_slide)
+    grid = plan_tiles(levels, mpp, tissue, TilingSpec(0.5, 224))
+    assert grid.level == 0 and grid.read_size_px == 224 and grid.stride_l0_px == 224
+    coords = grid.coords_l0
+    keys = coords[:, 1] * 10**6 + coords[:, 0]
+    assert (np.diff(keys) > 0).all()  # row-major, no duplicates
+    assert (coords >= 0).all()
+    assert (coords[:, 0] + 224 <= 2220).all() and (coords[:, 1] + 224 <= 2967).all()
+    assert (grid.tissue_fraction >= 0.25).all()
+    np.testing.assert_allclose(tissue.fractions(coords[:, 0], coords[:, 1], 224),
+                               grid.tissue_fraction)  # fmt: skip
+
+
+def test_level_choice_reads_finer_level_and_resizes() -> None:
+    levels, mpp, _, tissue = _thumb_and_mask(shared_slide("hamamatsu_test3-DAPI-2-387.ndpi"))
+    spec = TilingSpec(0.5, 224)
+    assert choose_level(levels, mpp, spec) == 1  # 0.456 um/px: finer than 0.5, level 2 is not
+    grid = plan_tiles(levels, mpp, tissue, spec)
+    assert grid.read_size_px == round(224 * 0.5 / (2 * mpp))
+    assert grid.patch_mpp == pytest.approx(0.5, rel=0.01)
+    # a target within tolerance of a level is read at that level without resizing
+    grid2 = plan_tiles(levels, mpp, tissue, TilingSpec(2 * mpp * 1.02, 224))
+    assert (grid2.level, grid2.read_size_px) == (1, 224)
+
+
+def test_cap_is_even_and_deterministic(cmu_slide: Path) -> None:
+    levels, mpp, _, tissue = _thumb_and_mask(cmu_slide)
+    spec = TilingSpec(0.5, 112)
+    full = plan_tiles(levels, mpp, tissue, spec)
+    capped = plan_tiles(levels, mpp, tissue, replace(spec, max_tiles=20))
+    again = plan_tiles(levels, mpp, tissue, replace(spec, max_tiles=20))
+    assert len(capped) == 20
+    np.testing.assert_array_equal(capped.grid_rc, again.grid_rc)
+    pos = [np.flatnonzero((full.grid_rc == rc).all(axis=1))[0] for rc in capped.grid_rc]
+    assert pos[0] == 0 and pos[-1] == len(full) - 1
+    assert np.ptp(np.diff(pos)) <= 1  # evenly spaced through the row-major list
+
+
+def test_given_mask_replaces_detection(cmu_slide: Path, tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    mask = np.zeros((297, 222), np.uint8)  # 1/10 of the slide
+    mask[:100, :111] = 1  # top-left only
+    path = tmp_path / "mask.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(mask), str(path))
+    with open_slide(cmu_slide) as slide:
+        given = load_tissue_mask(path, slide, 0.499)
+        levels = slide.levels
+    assert given.source == "input:mask.mha"
+    grid = plan_tiles(levels, 0.499, given, TilingSpec(0.5, 224, min_tissue_fraction=1.0))
+    assert (grid.coords_l0[:, 0] + 224 <= 1110).all() and (grid.coords_l0[:, 1] + 224 <= 1000).all()
+    assert len(grid) == (1000 // 224) * (1110 // 224)
+
+
+def test_mask_of_wrong_shape_refused(cmu_slide: Path, tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    path = tmp_path / "wide.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((100, 400), np.uint8)), str(path))
+    with open_slide(cmu_slide) as slide, pytest.raises(Exception, match="shape of the slide"):
+        load_tissue_mask(path, slide, 0.499)
+
+
+def test_fractions_on_a_known_mask() -> None:
+    mask = np.zeros((10, 10), bool)
+    mask[:, :5] = True
+    tm = TissueMask(mask, (10.0, 10.0), 5.0, "test")
+    np.testing.assert_allclose(tm.fractions(np.array([0, 30, 50]), np.array([0, 0, 0]), 40),
+                               [1.0, 0.5, 0.0])  # fmt: skip
