@@ -63,7 +63,7 @@ def test_tampered_weights_refused(tiny_bundle_dir: Path, tmp_path: Path) -> None
 
 def test_incomplete_bundle(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(ModelBundleError, match="encoder.safetensors"):
+    with pytest.raises(ModelBundleError, match=r"encoder\.safetensors"):
         load_bundle(tmp_path)
 
 
@@ -103,10 +103,7 @@ def test_preset_checkpoint_shapes_fit_full_architecture(preset_name: str) -> Non
     published = {f"module.{k}": v for k, v in target.state_dict().items()}
     published["head.weight"] = torch.empty(1000, 8, device="meta")
     target.load_state_dict(map_keys(published, preset), strict=True, assign=True)
-    if preset.pooling == "cls+mean":
-        width = target.embed_dim * 2
-    else:
-        width = target.num_features
+    width = target.embed_dim * 2 if preset.pooling == "cls+mean" else target.num_features
     assert width == preset.embedding_dim
 
 
