@@ -1,0 +1,1 @@
+"""Grand-Challenge algorithm I/O: inputs.json, sockets, and comparing outputs."""
