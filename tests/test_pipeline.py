@@ -45,8 +45,15 @@ def test_schemas(cmu_out: Path, tiny_bundle) -> None:
     assert len(slide_json[0]["features"]) == dim
     assert set(patch) == {"title", "meta", "patches"}
     meta = patch["meta"]
-    for key in ("patch-size", "patch-spacing", "image-size", "image-spacing", "image-origin",
-                "image-direction", "feature-grid-resolution"):  # fmt: skip
+    for key in (
+        "patch-size",
+        "patch-spacing",
+        "image-size",
+        "image-spacing",
+        "image-origin",
+        "image-direction",
+        "feature-grid-resolution",
+    ):
         assert key in meta
     assert meta["image-size"] == [2220, 2967]
     assert meta["image-spacing"] == pytest.approx([0.000499, 0.000499])
@@ -67,8 +74,9 @@ def test_features_coordinates_and_aggregation(cmu_out: Path) -> None:
     assert feats.std(axis=0).max() > 0  # tiles differ
     json_coords = np.array([p["coordinates"] for p in patch["patches"]])
     np.testing.assert_array_equal(json_coords, coords)
-    np.testing.assert_array_equal(np.array([p["features"] for p in patch["patches"]], np.float32),
-                                  feats)  # fmt: skip
+    np.testing.assert_array_equal(
+        np.array([p["features"] for p in patch["patches"]], np.float32), feats
+    )
     assert (coords >= 0).all() and (coords[:, 0] + 128 <= 2220).all()
     assert (coords[:, 1] + 128 <= 2967).all()
     assert (coords % 128 == 0).all()
@@ -178,8 +186,9 @@ def test_batch_resume_and_failure_isolation(cmu_slide: Path, tiny_bundle, tmp_pa
     out = tmp_path / "out"
     reports = embed_slides([inputs], out, tiny_bundle, OPTS)
     assert [(Path(r.slide).name, r.status) for r in reports] == [
-        ("bad.svs", "failed"), ("good.svs", "complete"),
-    ]  # fmt: skip
+        ("bad.svs", "failed"),
+        ("good.svs", "complete"),
+    ]
     assert "bad.svs" in reports[0].error
     assert not (out / "bad").exists()
     summary = json.loads((out / "summary.json").read_text())
@@ -194,9 +203,13 @@ def test_batch_resume_and_failure_isolation(cmu_slide: Path, tiny_bundle, tmp_pa
 
 def test_layout_is_configurable(cmu_slide: Path, tiny_bundle, tmp_path: Path) -> None:
     layout = OutputLayout(
-        slide_embedding="slide.json", patch_embeddings=None, feature_map="fm/x.mha",
-        tissue_mask=None, features_h5=None, preview=None,
-    )  # fmt: skip
+        slide_embedding="slide.json",
+        patch_embeddings=None,
+        feature_map="fm/x.mha",
+        tissue_mask=None,
+        features_h5=None,
+        preview=None,
+    )
     embed_slide(cmu_slide, tmp_path, tiny_bundle, replace(OPTS, layout=layout, max_tiles=5))
     names = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert names == ["fm/x.mha", "run.json", "slide.json"]

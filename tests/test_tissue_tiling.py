@@ -89,8 +89,9 @@ def test_grid_row_major_inside_slide_and_tissue(cmu_slide: Path) -> None:
     assert (coords >= 0).all()
     assert (coords[:, 0] + 224 <= 2220).all() and (coords[:, 1] + 224 <= 2967).all()
     assert (grid.tissue_fraction >= 0.25).all()
-    np.testing.assert_allclose(tissue.fractions(coords[:, 0], coords[:, 1], 224),
-                               grid.tissue_fraction)  # fmt: skip
+    np.testing.assert_allclose(
+        tissue.fractions(coords[:, 0], coords[:, 1], 224), grid.tissue_fraction
+    )
 
 
 def test_level_choice_reads_finer_level_and_resizes() -> None:
@@ -147,5 +148,6 @@ def test_fractions_on_a_known_mask() -> None:
     mask = np.zeros((10, 10), bool)
     mask[:, :5] = True
     tm = TissueMask(mask, (10.0, 10.0), 5.0, "test")
-    np.testing.assert_allclose(tm.fractions(np.array([0, 30, 50]), np.array([0, 0, 0]), 40),
-                               [1.0, 0.5, 0.0])  # fmt: skip
+    np.testing.assert_allclose(
+        tm.fractions(np.array([0, 30, 50]), np.array([0, 0, 0]), 40), [1.0, 0.5, 0.0]
+    )

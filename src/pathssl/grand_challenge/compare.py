@@ -48,7 +48,9 @@ def _compare_json(exp: Any, act: Any, where: str, rtol: float, atol: float, out:
         for i, (e, a) in enumerate(zip(exp, act, strict=True)):
             _compare_json(e, a, f"{where}[{i}]", rtol, atol, out)
     elif isinstance(exp, float) or isinstance(act, float):
-        if not (isinstance(act, float | int) and math.isclose(act, exp, rel_tol=rtol, abs_tol=atol)):
+        if not (
+            isinstance(act, float | int) and math.isclose(act, exp, rel_tol=rtol, abs_tol=atol)
+        ):
             out.append(f"{where}: {act!r} vs expected {exp!r}")
     elif exp != act:
         out.append(f"{where}: {act!r} vs expected {exp!r}")
@@ -59,16 +61,23 @@ def _compare_image(exp: Path, act: Path, where: str, rtol: float, atol: float) -
 
     e, a = sitk.ReadImage(str(exp)), sitk.ReadImage(str(act))
     problems = []
-    if e.GetSize() != a.GetSize() or e.GetNumberOfComponentsPerPixel() != a.GetNumberOfComponentsPerPixel():
+    if (
+        e.GetSize() != a.GetSize()
+        or e.GetNumberOfComponentsPerPixel() != a.GetNumberOfComponentsPerPixel()
+    ):
         return [f"{where}: size {a.GetSize()} vs expected {e.GetSize()}"]
     for name in ("GetSpacing", "GetOrigin", "GetDirection"):
         if not np.allclose(getattr(a, name)(), getattr(e, name)(), rtol=1e-9, atol=1e-12):
-            problems.append(f"{where}: {name[3:].lower()} {getattr(a, name)()} vs {getattr(e, name)()}")
+            problems.append(
+                f"{where}: {name[3:].lower()} {getattr(a, name)()} vs {getattr(e, name)()}"
+            )
     if e.GetPixelIDValue() != a.GetPixelIDValue():
         problems.append(f"{where}: pixel type {a.GetPixelIDTypeAsString()} vs expected")
     ea, aa = sitk.GetArrayFromImage(e), sitk.GetArrayFromImage(a)
     if not np.allclose(aa, ea, rtol=rtol, atol=atol):
-        problems.append(f"{where}: pixels differ by up to {np.abs(aa.astype(float) - ea).max():.3g}")
+        problems.append(
+            f"{where}: pixels differ by up to {np.abs(aa.astype(float) - ea).max():.3g}"
+        )
     return problems
 
 
@@ -122,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     for line in problems[:50]:
         print(f"  {line}")
     if problems:
-        print(f"FAIL: {args.actual} differs from {args.expected} in {len(problems)} place(s) "
-              f"(rtol {args.rtol}, atol {args.atol})")
+        print(
+            f"FAIL: {args.actual} differs from {args.expected} in {len(problems)} place(s) "
+            f"(rtol {args.rtol}, atol {args.atol})"
+        )
         return 1
     print(f"PASS: {args.actual} matches {args.expected} (rtol {args.rtol}, atol {args.atol})")
     return 0

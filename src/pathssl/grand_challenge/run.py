@@ -31,10 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--input", type=Path, default=Path("/input"))
     p.add_argument("--output", type=Path, default=Path("/output"))
-    p.add_argument("--model", type=Path, default=None,
-                   help="model bundle (default: /opt/ml/model, then the bundled model/)")  # noqa: E501
-    p.add_argument("--sockets", type=Path, default=DEFAULT_RESOURCES,
-                   help="socket configuration (default: resources/grand-challenge.json)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model bundle (default: /opt/ml/model, then the bundled model/)",
+    )
+    p.add_argument(
+        "--sockets",
+        type=Path,
+        default=DEFAULT_RESOURCES,
+        help="socket configuration (default: resources/grand-challenge.json)",
+    )
     p.add_argument("--mpp", type=float, default=None, help="level-0 microns per pixel override")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None)
@@ -42,18 +50,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _describe_environment(bundle) -> None:  # noqa: ANN001
+def _describe_environment(bundle) -> None:
     from pathssl.embedding import DeviceSettings
 
     cfg = bundle.config
-    print(f"pathssl: device {DeviceSettings.auto().describe()}; torch {torch.__version__}, "
-          f"CUDA available: {torch.cuda.is_available()}", flush=True)  # noqa: E501
-    print(f"pathssl: model {cfg.name} ({cfg.architecture}, {cfg.embedding_dim}-d, "
-          f"{cfg.input_size_px} px at {cfg.target_mpp} um/px) from {bundle.path}, "
-          f"sha256 {bundle.weights_sha256}", flush=True)
+    print(
+        f"pathssl: device {DeviceSettings.auto().describe()}; torch {torch.__version__}, "
+        f"CUDA available: {torch.cuda.is_available()}",
+        flush=True,
+    )
+    print(
+        f"pathssl: model {cfg.name} ({cfg.architecture}, {cfg.embedding_dim}-d, "
+        f"{cfg.input_size_px} px at {cfg.target_mpp} um/px) from {bundle.path}, "
+        f"sha256 {bundle.weights_sha256}",
+        flush=True,
+    )
     if not cfg.trained:
-        print("pathssl: WARNING: this model is UNTRAINED (random weights): its features carry "
-              "no learned meaning", flush=True)
+        print(
+            "pathssl: WARNING: this model is UNTRAINED (random weights): its features carry "
+            "no learned meaning",
+            flush=True,
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,20 +82,33 @@ def run(args: argparse.Namespace) -> int:
     inputs_json = args.input / "inputs.json"
     if inputs_json.exists():
         job = read_inputs_json(args.input, sockets)
-        print(f"pathssl: Grand-Challenge job: slide {job.slide}"
-              + (f", tissue mask {job.tissue_mask}" if job.tissue_mask else ""), flush=True)
-        options = replace(options, layout=sockets.layout, tissue_mask=job.tissue_mask,
-                          mpp=args.mpp if args.mpp is not None else job.mpp)
+        print(
+            f"pathssl: Grand-Challenge job: slide {job.slide}"
+            + (f", tissue mask {job.tissue_mask}" if job.tissue_mask else ""),
+            flush=True,
+        )
+        options = replace(
+            options,
+            layout=sockets.layout,
+            tissue_mask=job.tissue_mask,
+            mpp=args.mpp if args.mpp is not None else job.mpp,
+        )
         record = embed_slide(job.slide, args.output, bundle, options, title=job.slide.name)
-        print(f"pathssl: {record['tiling']['tiles']} tiles embedded in "
-              f"{time.perf_counter() - t0:.1f} s; outputs in {args.output}", flush=True)
+        print(
+            f"pathssl: {record['tiling']['tiles']} tiles embedded in "
+            f"{time.perf_counter() - t0:.1f} s; outputs in {args.output}",
+            flush=True,
+        )
         return 0
     print(f"pathssl: no inputs.json; local batch mode over {args.input}", flush=True)
     reports = embed_slides([args.input], args.output, bundle, options)
     failed = [r for r in reports if r.status == "failed"]
     done = sum(r.status == "complete" for r in reports)
-    print(f"pathssl: {done} embedded, {len(reports) - done - len(failed)} skipped (complete), "
-          f"{len(failed)} failed in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(
+        f"pathssl: {done} embedded, {len(reports) - done - len(failed)} skipped (complete), "
+        f"{len(failed)} failed in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
     for r in failed:
         print(f"pathssl: FAILED {r.error}", flush=True)
     return 1 if failed else 0
@@ -86,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    )
     try:
         return run(args)
     except PathsslError as exc:
@@ -99,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         log.exception("unexpected failure")
-        print(f"pathssl: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr,
-              flush=True)
+        print(
+            f"pathssl: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr, flush=True
+        )
         return 3
