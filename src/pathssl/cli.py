@@ -146,6 +146,110 @@ def _run_init_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="self-supervised pretraining of a tile encoder")
+    p.add_argument("--config", type=Path, default=None, help="YAML config (configs/pretrain/)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set steps=50 --set method=dino",
+    )
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="end this invocation after N steps (checkpointed; resume later)",
+    )
+    p.set_defaults(func=_run_pretrain)
+
+
+def _run_pretrain(args: argparse.Namespace) -> int:
+    from pathssl.pretrain.config import PretrainConfig
+    from pathssl.pretrain.trainer import pretrain
+
+    cfg = PretrainConfig.from_yaml(args.config, args.overrides)
+    out = pretrain(cfg, resume=not args.no_resume, stop_after_steps=args.stop_after)
+    print(f"checkpoints in {out / 'checkpoints'}; log in {out / 'log.csv'}")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="training checkpoint -> model bundle for `embed`")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--name", default=None)
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from pathssl.pretrain.export import export_checkpoint
+
+    config = export_checkpoint(args.checkpoint, args.output, args.name)
+    print(
+        f"wrote {args.output} ({config.name}, {config.embedding_dim}-d, "
+        f"sha256 {config.weights_sha256})"
+    )
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="linear probe and kNN on labelled tiles (image folders)")
+    p.add_argument("datasets", nargs="+", type=Path, help="image-folder datasets")
+    p.add_argument("--model", type=Path, default=None)
+    p.add_argument(
+        "--no-random-baseline",
+        action="store_true",
+        help="skip the randomly initialised twin of the same architecture",
+    )
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", type=Path, default=None, help="write the results as JSON")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from pathssl.encoder.bundle import resolve_model_dir
+    from pathssl.evaluation.tiles import evaluate_bundle, format_table
+
+    model_dir = resolve_model_dir(args.model)
+    results = {}
+    for dataset in args.datasets:
+        res = evaluate_bundle(
+            dataset, model_dir, not args.no_random_baseline, tuple(args.fractions), args.seed
+        )
+        results[dataset.name] = res
+        print(format_table(dataset.name, res))
+    if args.output:
+        from pathssl.outputs.atomic import staged_outputs
+
+        with staged_outputs(args.output.parent) as stage:
+            payload = {"model": str(model_dir), "tasks": results}
+            stage.path(args.output.name).write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+def _add_dev_tasks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("make-dev-tasks", help="build evaluation tasks from ../shared/data")
+    p.add_argument("--shared", type=Path, default=Path("../shared/data"))
+    p.add_argument("--output", type=Path, required=True)
+    p.set_defaults(func=_run_dev_tasks)
+
+
+def _run_dev_tasks(args: argparse.Namespace) -> int:
+    from pathssl.evaluation.dev_tasks import build_dev_tasks
+
+    counts = build_dev_tasks(args.shared, args.output)
+    for task, by_class in counts.items():
+        print(f"{task}: {by_class}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pathssl", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -153,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_embed(sub)
     _add_import(sub)
     _add_init_model(sub)
+    _add_pretrain(sub)
+    _add_export(sub)
+    _add_evaluate(sub)
+    _add_dev_tasks(sub)
     return parser
 
 

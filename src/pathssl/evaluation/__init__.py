@@ -1,0 +1,2 @@
+"""Evaluating frozen encoders on labelled tiles (linear probe, kNN) and building the
+development tasks from the shared real data."""

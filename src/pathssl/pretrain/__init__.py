@@ -1,0 +1,1 @@
+"""Self-supervised pretraining of tile encoders straight from slides (`pathssl pretrain`)."""

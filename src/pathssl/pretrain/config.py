@@ -1,0 +1,69 @@
+"""Training configuration: a YAML file per method, overridable with --set key=value."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pathssl.errors import PathsslError
+
+
+@dataclass
+class PretrainConfig:
+    method: str = "simclr"
+    architecture: str = "resnet18"  # any timm model
+    timm_kwargs: dict[str, Any] = field(default_factory=dict)
+    method_kwargs: dict[str, Any] = field(default_factory=dict)
+    input_px: int = 224
+    target_mpps: list[float] = field(default_factory=lambda: [0.5])  # several = multi field of view
+    manifest: str | None = None  # CSV of slides: path[,stain][,mpp]
+    image_dirs: list[str] = field(default_factory=list)  # folders of tile/region images
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    batch_size: int = 64  # per process
+    steps: int = 1000
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 1e-3  # peak, for a global batch of 256 (scaled linearly)
+    min_lr: float = 1e-6
+    warmup_steps: int = 100
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    momentum: float = 0.996  # EMA teacher/key encoder, start
+    momentum_end: float = 1.0
+    grad_clip: float = 3.0
+    amp: bool = True  # mixed precision on GPU (bf16 where supported, else fp16 with a scaler)
+    seed: int = 0
+    num_workers: int = 2
+    checkpoint_every: int = 100
+    log_every: int = 10
+    output: str = "runs/pretrain"
+
+    @classmethod
+    def from_yaml(cls, path: Path | None, overrides: list[str] = ()) -> PretrainConfig:
+        raw: dict[str, Any] = {}
+        if path is not None:
+            try:
+                raw = yaml.safe_load(Path(path).read_text()) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise PathsslError(f"{path}: cannot read config ({exc})") from exc
+        for item in overrides:
+            if "=" not in item:
+                raise PathsslError(f"--set {item!r}: expected key=value")
+            key, value = item.split("=", 1)
+            target = raw
+            *parents, leaf = key.split(".")
+            for p in parents:
+                target = target.setdefault(p, {})
+            target[leaf] = yaml.safe_load(value)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise PathsslError(f"unknown config keys {unknown}; known: {sorted(names)}")
+        return cls(**raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

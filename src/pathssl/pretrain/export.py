@@ -1,0 +1,37 @@
+"""`pathssl export`: a training checkpoint -> a model bundle that `pathssl embed` and the
+container load unchanged (the teacher network for DINO and BYOL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pathssl.encoder.bundle import EncoderConfig
+from pathssl.encoder.export import save_bundle
+from pathssl.pretrain.config import PretrainConfig
+from pathssl.pretrain.trainer import build_method, load_checkpoint
+
+
+def export_checkpoint(checkpoint: Path, output_dir: Path, name: str | None = None) -> EncoderConfig:
+    state = load_checkpoint(Path(checkpoint))
+    cfg = PretrainConfig(**state["config"])
+    method = build_method(cfg)
+    method.load_state_dict(state["model"])
+    encoder = method.export_backbone().eval()
+    data = [cfg.manifest] if cfg.manifest else []
+    config = EncoderConfig(
+        name=name or f"{cfg.architecture}-{cfg.method}-{state['step']}steps",
+        architecture=cfg.architecture,
+        embedding_dim=int(method.embed_dim),
+        input_size_px=cfg.input_px,
+        target_mpp=float(cfg.target_mpps[0]),
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        trained=True,
+        provenance=(
+            f"pathssl pretrain: {cfg.method} ({'teacher' if cfg.method in ('dino', 'byol') else 'online'}"
+            f" network), {state['step']} steps of batch {cfg.batch_size}, {cfg.input_px} px at "
+            f"{cfg.target_mpps} um/px, data: {data + cfg.image_dirs}, seed {cfg.seed}"
+        ),
+        timm_kwargs=dict(cfg.timm_kwargs),
+    )
+    return save_bundle(encoder, config, output_dir)

@@ -1,0 +1,47 @@
+"""What every method provides to the training loop."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from pathssl.pretrain.augment import ViewSpec
+
+
+class SSLMethod(nn.Module):
+    name = "base"
+    uses_momentum = False  # whether an EMA teacher/key encoder is updated after each step
+
+    def __init__(self, backbone: nn.Module, embed_dim: int, input_px: int, **kwargs: float) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.embed_dim = embed_dim
+        self.input_px = input_px
+
+    def view_specs(self) -> list[ViewSpec]:
+        """Two global views, as in SimCLR, BYOL, MoCo v2 and Barlow Twins."""
+        return [ViewSpec(size_px=self.input_px, scale=(0.4, 1.0))] * 2
+
+    def forward(
+        self, views: list[torch.Tensor], progress: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, backbone embeddings of the first view, for the collapse monitor)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def momentum_update(self, momentum: float) -> None:
+        pass
+
+    def export_backbone(self) -> nn.Module:
+        """The encoder to ship: the student/online network unless the method says otherwise."""
+        return self.backbone
+
+
+def momentum_copy(module: nn.Module) -> nn.Module:
+    """A frozen copy for a momentum (EMA) teacher or key encoder."""
+    twin = copy.deepcopy(module)
+    for p in twin.parameters():
+        p.requires_grad = False
+    return twin
