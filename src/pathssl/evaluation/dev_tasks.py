@@ -38,15 +38,19 @@ def slide_tiles(path: Path, mpp: float | None, max_tiles: int = 120) -> list[np.
     with open_slide(path) as slide:
         res = resolve_mpp(slide, mpp)
         tissue = detect_tissue(render_thumbnail(slide, res.mpp))
-        grid = plan_tiles(slide.levels, res.mpp, tissue,
-                          TilingSpec(TILE_MPP, TILE_PX, min_tissue_fraction=0.5, max_tiles=max_tiles))  # fmt: skip
+        grid = plan_tiles(
+            slide.levels,
+            res.mpp,
+            tissue,
+            TilingSpec(TILE_MPP, TILE_PX, min_tissue_fraction=0.5, max_tiles=max_tiles),
+        )
         from pathssl.loading import resize_tile
 
         return [
             resize_tile(
                 slide.read_region(int(x), int(y), grid.level, grid.read_size_px, grid.read_size_px),
                 TILE_PX,
-            )  # fmt: skip
+            )
             for x, y in grid.coords_l0
         ]
 
@@ -57,8 +61,11 @@ def image_crops(path: Path, size: int = TILE_PX) -> list[np.ndarray]:
     h, w = rgb.shape[:2]
     if h < size or w < size:
         return [np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR))]
-    return [rgb[y : y + size, x : x + size] for y in range(0, h - size + 1, size)
-            for x in range(0, w - size + 1, size)]  # fmt: skip
+    return [
+        rgb[y : y + size, x : x + size]
+        for y in range(0, h - size + 1, size)
+        for x in range(0, w - size + 1, size)
+    ]
 
 
 def _write(out: Path, split: str, label: str, name: str, tiles: list[np.ndarray]) -> int:
@@ -85,29 +92,42 @@ def build_dev_tasks(shared: Path, out: Path) -> dict[str, dict[str, int]]:
     fixtures = shared / "patches" / "histolab_fixture_tiles"
     groups = {
         "tissue": sorted([*fixtures.glob("tissue-*.png"), *fixtures.glob("*nuclei-score*.png")]),
-        "background": sorted([*fixtures.glob("no-tissue*.png"), *fixtures.glob("almost-white*.png")]),
-    }  # fmt: skip
+        "background": sorted(
+            [*fixtures.glob("no-tissue*.png"), *fixtures.glob("almost-white*.png")]
+        ),
+    }
     task = out / "tissue-vs-background"
     for label, paths in groups.items():
         for i, p in enumerate(paths):  # whole source images go to one split
             split = "test" if i % 3 == 2 else "train"
             counts.setdefault("tissue-vs-background", {}).setdefault(label, 0)
-            counts["tissue-vs-background"][label] += _write(task, split, label, p.stem,
-                                                            image_crops(p))  # fmt: skip
+            counts["tissue-vs-background"][label] += _write(
+                task, split, label, p.stem, image_crops(p)
+            )
 
     patches = shared / "patches"
     stain_sources = {
-        "he": [("train", "cmu", tiles["he-cmu"]), ("test", "tcga", tiles["he-tcga-jp2k"]),
-               ("train", "tiatoolbox", image_crops(patches / "tiatoolbox_target_image.png")),
-               ("test", "torchstain", image_crops(patches / "torchstain_target.png")),
-               ("train", "torchstain-src", image_crops(patches / "torchstain_source.png")),
-               ("test", "stardist", image_crops(patches / "stardist_histo.jpg"))],
-        "ihc": [("train", "skimage", image_crops(patches / "skimage_ihc.png", 128)),
-                ("test", "kidney", [c for p in sorted(fixtures.glob("kidney-ihc-*.png"))
-                                    for c in image_crops(p, 32)])],
-        "fluorescence": [("train", "dapi-a", tiles["dapi-ndpi"][::2]),
-                         ("test", "dapi-b", tiles["dapi-ndpi"][1::2])],
-    }  # fmt: skip
+        "he": [
+            ("train", "cmu", tiles["he-cmu"]),
+            ("test", "tcga", tiles["he-tcga-jp2k"]),
+            ("train", "tiatoolbox", image_crops(patches / "tiatoolbox_target_image.png")),
+            ("test", "torchstain", image_crops(patches / "torchstain_target.png")),
+            ("train", "torchstain-src", image_crops(patches / "torchstain_source.png")),
+            ("test", "stardist", image_crops(patches / "stardist_histo.jpg")),
+        ],
+        "ihc": [
+            ("train", "skimage", image_crops(patches / "skimage_ihc.png", 128)),
+            (
+                "test",
+                "kidney",
+                [c for p in sorted(fixtures.glob("kidney-ihc-*.png")) for c in image_crops(p, 32)],
+            ),
+        ],
+        "fluorescence": [
+            ("train", "dapi-a", tiles["dapi-ndpi"][::2]),
+            ("test", "dapi-b", tiles["dapi-ndpi"][1::2]),
+        ],
+    }
     task = out / "stain"
     for label, sources in stain_sources.items():
         for split, name, ts in sources:

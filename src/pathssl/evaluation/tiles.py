@@ -61,8 +61,9 @@ def load_split(root: Path, seed: int = 0) -> tuple[LabelledImages, LabelledImage
 
 
 @torch.inference_mode()
-def extract_features(module: torch.nn.Module, preprocess, paths: list[Path],
-                     batch_size: int = 64) -> np.ndarray:  # fmt: skip
+def extract_features(
+    module: torch.nn.Module, preprocess, paths: list[Path], batch_size: int = 64
+) -> np.ndarray:
     module.eval()
     out = []
     for start in range(0, len(paths), batch_size):
@@ -122,21 +123,29 @@ def knn(train_x, train_y, test_x, test_y, k: int = 20) -> float:
 
 
 def evaluate_encoder(
-    dataset: Path, module: torch.nn.Module, preprocess, fractions=(0.01, 0.1, 1.0),
-    seed: int = 0, k: int = 20,
-) -> dict:  # fmt: skip
+    dataset: Path,
+    module: torch.nn.Module,
+    preprocess,
+    fractions=(0.01, 0.1, 1.0),
+    seed: int = 0,
+    k: int = 20,
+) -> dict:
     train, test = load_split(dataset, seed)
     train_x = extract_features(module, preprocess, train.paths)
     test_x = extract_features(module, preprocess, test.paths)
-    results = {"classes": train.classes, "n_train": len(train.paths), "n_test": len(test.paths),
-               "by_fraction": {}}  # fmt: skip
+    results = {
+        "classes": train.classes,
+        "n_train": len(train.paths),
+        "n_test": len(test.paths),
+        "by_fraction": {},
+    }
     for fraction in fractions:
         idx = stratified_fraction(train.labels, fraction, seed)
         results["by_fraction"][f"{fraction:g}"] = {
             "n_labels": len(idx),
             "linear_balanced_accuracy": linear_probe(
                 train_x[idx], train.labels[idx], test_x, test.labels
-            ),  # fmt: skip
+            ),
             "knn_balanced_accuracy": knn(train_x[idx], train.labels[idx], test_x, test.labels, k),
         }
     return results
@@ -152,13 +161,17 @@ def random_twin(model_dir: Path, seed: int = 0):
 
 
 def format_table(name: str, results: dict) -> str:
-    lines = [f"{name}: {results['n_train']} train / {results['n_test']} test, "
-             f"classes {results['classes']}",
-             f"  {'labels':>8} {'encoder':<10} {'linear':>8} {'kNN':>8}"]  # fmt: skip
+    lines = [
+        f"{name}: {results['n_train']} train / {results['n_test']} test, "
+        f"classes {results['classes']}",
+        f"  {'labels':>8} {'encoder':<10} {'linear':>8} {'kNN':>8}",
+    ]
     for fraction, row in results["by_fraction"].items():
         for enc, r in row.items():
-            lines.append(f"  {fraction:>8} {enc:<10} {r['linear_balanced_accuracy']:8.3f} "
-                         f"{r['knn_balanced_accuracy']:8.3f}")  # fmt: skip
+            lines.append(
+                f"  {fraction:>8} {enc:<10} {r['linear_balanced_accuracy']:8.3f} "
+                f"{r['knn_balanced_accuracy']:8.3f}"
+            )
     return "\n".join(lines)
 
 

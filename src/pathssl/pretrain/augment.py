@@ -61,8 +61,9 @@ def random_resized_crop(
         cw = ch = min(h, w)
         x, y = (w - cw) // 2, (h - ch) // 2
     crop = img[:, y : y + ch, x : x + cw].float()[None]
-    return F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True,
-                         align_corners=False)[0]  # fmt: skip
+    return F.interpolate(
+        crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )[0]
 
 
 def hed_jitter(rgb: torch.Tensor, sigma: float, bias: float, g: torch.Generator) -> torch.Tensor:

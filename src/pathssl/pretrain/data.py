@@ -98,9 +98,11 @@ class TileSource:
             for row in read_manifest(manifest):
                 self.slides.append(plan_slide_sites(row, target_mpps, source_px))
         self.images: list[Path] = sorted(
-            p for d in image_dirs for p in Path(d).rglob("*")
+            p
+            for d in image_dirs
+            for p in Path(d).rglob("*")
             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-        )  # fmt: skip
+        )
         if not self.slides and not self.images:
             raise PathsslError("no training data: give a slide manifest or image folders")
         self._handles: dict[Path, Slide] = {}

@@ -18,6 +18,7 @@ def export_checkpoint(checkpoint: Path, output_dir: Path, name: str | None = Non
     method.load_state_dict(state["model"])
     encoder = method.export_backbone().eval()
     data = [cfg.manifest] if cfg.manifest else []
+    network = "teacher" if cfg.method in ("dino", "byol") else "online"
     config = EncoderConfig(
         name=name or f"{cfg.architecture}-{cfg.method}-{state['step']}steps",
         architecture=cfg.architecture,
@@ -28,9 +29,9 @@ def export_checkpoint(checkpoint: Path, output_dir: Path, name: str | None = Non
         std=tuple(cfg.std),
         trained=True,
         provenance=(
-            f"pathssl pretrain: {cfg.method} ({'teacher' if cfg.method in ('dino', 'byol') else 'online'}"
-            f" network), {state['step']} steps of batch {cfg.batch_size}, {cfg.input_px} px at "
-            f"{cfg.target_mpps} um/px, data: {data + cfg.image_dirs}, seed {cfg.seed}"
+            f"pathssl pretrain: {cfg.method} ({network} network), {state['step']} steps of "
+            f"batch {cfg.batch_size}, {cfg.input_px} px at {cfg.target_mpps} um/px, "
+            f"data: {data + cfg.image_dirs}, seed {cfg.seed}"
         ),
         timm_kwargs=dict(cfg.timm_kwargs),
     )

@@ -61,12 +61,16 @@ def build_method(cfg: PretrainConfig, distributed: bool = False) -> SSLMethod:
     if cfg.method not in METHODS:
         raise PathsslError(f"unknown method {cfg.method!r}; choose one of {sorted(METHODS)}")
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    backbone = timm.create_model(cfg.architecture, pretrained=False, num_classes=0,
-                                 **cfg.timm_kwargs)  # fmt: skip
+    backbone = timm.create_model(
+        cfg.architecture, pretrained=False, num_classes=0, **cfg.timm_kwargs
+    )
     return METHODS[cfg.method](
-        backbone, backbone.num_features, cfg.input_px, distributed=distributed,
+        backbone,
+        backbone.num_features,
+        cfg.input_px,
+        distributed=distributed,
         **cfg.method_kwargs,
-    )  # fmt: skip
+    )
 
 
 def collapse_indicator(embeddings: torch.Tensor) -> float:
@@ -179,16 +183,22 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, stop_after_steps: int | N
         )
 
     source = TileSource(
-        Path(cfg.manifest) if cfg.manifest else None, [Path(d) for d in cfg.image_dirs],
-        cfg.target_mpps, cfg.input_px,
-    )  # fmt: skip
+        Path(cfg.manifest) if cfg.manifest else None,
+        [Path(d) for d in cfg.image_dirs],
+        cfg.target_mpps,
+        cfg.input_px,
+    )
     dataset = PretrainDataset(source, method.view_specs(), cfg.seed)
     end = cfg.steps if stop_after_steps is None else min(cfg.steps, start + stop_after_steps)
     sampler = RankBatchSampler(cfg.batch_size, info.rank, info.world, start, end)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate_views,
-        pin_memory=device.type == "cuda", persistent_workers=False,
-    )  # fmt: skip
+        dataset,
+        batch_sampler=sampler,
+        num_workers=cfg.num_workers,
+        collate_fn=collate_views,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
     mean = torch.tensor(cfg.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(cfg.std, device=device).view(1, 3, 1, 1)
     global_batch = cfg.batch_size * info.world
@@ -227,14 +237,25 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, stop_after_steps: int | N
             elapsed = time.perf_counter() - tic
             n_images = cfg.log_every * global_batch * len(views)
             row = {
-                "step": step, "loss": float(loss.detach()), "lr": lr, "weight_decay": wd,
-                "momentum": momentum, "images_per_s": n_images / max(elapsed, 1e-9),
+                "step": step,
+                "loss": float(loss.detach()),
+                "lr": lr,
+                "weight_decay": wd,
+                "momentum": momentum,
+                "images_per_s": n_images / max(elapsed, 1e-9),
                 "collapse": collapse_indicator(embeddings),
-            }  # fmt: skip
+            }
             logger.write(row)
             if info.is_main:
-                log.info("step %d/%d loss %.4f lr %.2e collapse %.3f %.1f img/s", step,
-                         cfg.steps, row["loss"], lr, row["collapse"], row["images_per_s"])  # fmt: skip
+                log.info(
+                    "step %d/%d loss %.4f lr %.2e collapse %.3f %.1f img/s",
+                    step,
+                    cfg.steps,
+                    row["loss"],
+                    lr,
+                    row["collapse"],
+                    row["images_per_s"],
+                )
             tic = time.perf_counter()
         if step % cfg.checkpoint_every == 0 or step == end:
             rng = [torch.get_rng_state()]
@@ -243,10 +264,13 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, stop_after_steps: int | N
                 dist.all_gather_object(rng, torch.get_rng_state())
             if info.is_main:
                 state = {
-                    "model": method.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(), "step": step, "rng": rng,
+                    "model": method.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "step": step,
+                    "rng": rng,
                     "config": cfg.to_dict(),
-                }  # fmt: skip
+                }
                 _save(last, state)
                 if step == cfg.steps:
                     _save(ckpt_dir / f"step_{step:07d}.pt", state)

@@ -13,9 +13,16 @@ from pathssl.pretrain.methods.base import SSLMethod
 
 @register("barlow")
 class BarlowTwins(SSLMethod):
-    def __init__(self, backbone: nn.Module, embed_dim: int, input_px: int,
-                 proj_dim: int = 1024, hidden_dim: int = 1024, lambda_param: float = 5e-3,
-                 distributed: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        backbone: nn.Module,
+        embed_dim: int,
+        input_px: int,
+        proj_dim: int = 1024,
+        hidden_dim: int = 1024,
+        lambda_param: float = 5e-3,
+        distributed: bool = False,
+    ) -> None:
         super().__init__(backbone, embed_dim, input_px)
         self.head = BarlowTwinsProjectionHead(embed_dim, hidden_dim, proj_dim)
         self.criterion = BarlowTwinsLoss(lambda_param=lambda_param, gather_distributed=distributed)

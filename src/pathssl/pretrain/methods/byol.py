@@ -17,8 +17,15 @@ from pathssl.pretrain.methods.base import SSLMethod, momentum_copy
 class BYOL(SSLMethod):
     uses_momentum = True
 
-    def __init__(self, backbone: nn.Module, embed_dim: int, input_px: int,
-                 proj_dim: int = 128, hidden_dim: int = 1024, distributed: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        backbone: nn.Module,
+        embed_dim: int,
+        input_px: int,
+        proj_dim: int = 128,
+        hidden_dim: int = 1024,
+        distributed: bool = False,
+    ) -> None:
         super().__init__(backbone, embed_dim, input_px)
         self.projection = BYOLProjectionHead(embed_dim, hidden_dim, proj_dim)
         self.prediction = BYOLPredictionHead(proj_dim, hidden_dim, proj_dim)

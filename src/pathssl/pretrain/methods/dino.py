@@ -18,11 +18,22 @@ from pathssl.pretrain.methods.base import SSLMethod, momentum_copy
 class DINO(SSLMethod):
     uses_momentum = True
 
-    def __init__(self, backbone: nn.Module, embed_dim: int, input_px: int,
-                 out_dim: int = 4096, hidden_dim: int = 512, bottleneck_dim: int = 128,
-                 n_local: int = 4, local_px: int = 0, teacher_temp: float = 0.04,
-                 warmup_teacher_temp: float = 0.04, warmup_fraction: float = 0.1,
-                 student_temp: float = 0.1, distributed: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        backbone: nn.Module,
+        embed_dim: int,
+        input_px: int,
+        out_dim: int = 4096,
+        hidden_dim: int = 512,
+        bottleneck_dim: int = 128,
+        n_local: int = 4,
+        local_px: int = 0,
+        teacher_temp: float = 0.04,
+        warmup_teacher_temp: float = 0.04,
+        warmup_fraction: float = 0.1,
+        student_temp: float = 0.1,
+        distributed: bool = False,
+    ) -> None:
         super().__init__(backbone, embed_dim, input_px)
         self.n_local = int(n_local)
         self.local_px = int(local_px) or max(32, (input_px * 3 // 7) // 8 * 8)
@@ -33,8 +44,9 @@ class DINO(SSLMethod):
         self.teacher_head.load_state_dict(self.head.state_dict())
         for p in self.teacher_head.parameters():
             p.requires_grad = False
-        self.criterion = DINOLoss(output_dim=out_dim, teacher_temp=teacher_temp,
-                                  student_temp=student_temp)  # fmt: skip
+        self.criterion = DINOLoss(
+            output_dim=out_dim, teacher_temp=teacher_temp, student_temp=student_temp
+        )
         self.teacher_temp, self.warmup_teacher_temp = teacher_temp, warmup_teacher_temp
         self.warmup_fraction = warmup_fraction
 

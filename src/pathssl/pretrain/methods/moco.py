@@ -17,9 +17,17 @@ from pathssl.pretrain.methods.base import SSLMethod, momentum_copy
 class MoCoV2(SSLMethod):
     uses_momentum = True
 
-    def __init__(self, backbone: nn.Module, embed_dim: int, input_px: int,
-                 proj_dim: int = 128, hidden_dim: int = 512, temperature: float = 0.2,
-                 memory_bank_size: int = 4096, distributed: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        backbone: nn.Module,
+        embed_dim: int,
+        input_px: int,
+        proj_dim: int = 128,
+        hidden_dim: int = 512,
+        temperature: float = 0.2,
+        memory_bank_size: int = 4096,
+        distributed: bool = False,
+    ) -> None:
         super().__init__(backbone, embed_dim, input_px)
         self.projection = MoCoProjectionHead(embed_dim, hidden_dim, proj_dim)
         self.key_backbone = momentum_copy(self.backbone)

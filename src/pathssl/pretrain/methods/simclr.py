@@ -13,9 +13,16 @@ from pathssl.pretrain.methods.base import SSLMethod
 
 @register("simclr")
 class SimCLR(SSLMethod):
-    def __init__(self, backbone: nn.Module, embed_dim: int, input_px: int,
-                 proj_dim: int = 128, hidden_dim: int = 512, temperature: float = 0.1,
-                 distributed: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        backbone: nn.Module,
+        embed_dim: int,
+        input_px: int,
+        proj_dim: int = 128,
+        hidden_dim: int = 512,
+        temperature: float = 0.1,
+        distributed: bool = False,
+    ) -> None:
         super().__init__(backbone, embed_dim, input_px)
         self.head = SimCLRProjectionHead(embed_dim, hidden_dim, proj_dim)
         self.criterion = NTXentLoss(temperature=temperature, gather_distributed=distributed)
