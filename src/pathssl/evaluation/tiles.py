@@ -107,7 +107,9 @@ def linear_probe(train_x, train_y, test_x, test_y) -> float:
 
 
 def knn(train_x, train_y, test_x, test_y, k: int = 20) -> float:
-    """Cosine kNN with similarity-weighted votes."""
+    """Cosine kNN with similarity-weighted votes. k is capped at the smallest class count, so
+    that with few labels the vote is not decided by class sizes alone."""
+    k = max(1, min(k, int(np.unique(train_y, return_counts=True)[1].min())))
     a = train_x / np.linalg.norm(train_x, axis=1, keepdims=True).clip(1e-12)
     b = test_x / np.linalg.norm(test_x, axis=1, keepdims=True).clip(1e-12)
     sim = b @ a.T

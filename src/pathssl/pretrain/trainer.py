@@ -120,7 +120,7 @@ class _Logger:
         rows = []
         if self.path.exists():  # keep only what the checkpoint covers: exact resume
             with open(self.path, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["step"]) < resume_step]
+                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
         with open(self.path, "w", newline="") as fh:
             writer = csv.DictWriter(fh, LOG_FIELDS)
             writer.writeheader()
@@ -275,6 +275,21 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, stop_after_steps: int | N
                 if step == cfg.steps:
                     _save(ckpt_dir / f"step_{step:07d}.pt", state)
     logger.close()
-    if info.world > 1:
+    if info.world > 1:  # each rank records a digest of its weights: DDP must keep them equal
+        digest_dir = out / "rank_digests"
+        digest_dir.mkdir(exist_ok=True)
+        (digest_dir / f"rank{info.rank}.txt").write_text(state_digest(method) + "\n")
         dist.barrier()
     return out
+
+
+def state_digest(module: nn.Module) -> str:
+    """sha256 over the parameters (not the BatchNorm running statistics, which each rank
+    updates from its own last batch until DDP re-broadcasts them)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key, value in sorted(module.named_parameters()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -35,6 +35,10 @@ class MoCoV2(SSLMethod):
         self.criterion = NTXentLoss(
             temperature=temperature, memory_bank_size=(memory_bank_size, proj_dim)
         )
+        # lightly keeps the bank out of state_dict; exact resume needs it in checkpoints
+        self.criterion.memory_bank._non_persistent_buffers_set.difference_update(
+            {"bank", "bank_ptr"}
+        )
 
     def forward(self, views: list[torch.Tensor], progress: float):
         f0 = self.backbone(views[0])
