@@ -49,6 +49,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=None, help="loader processes (default: cores-1)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoder")
     p.add_argument("--no-resume", action="store_true", help="recompute complete slides")
     p.set_defaults(func=_run_embed)
 
@@ -69,6 +70,7 @@ def _run_embed(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.workers,
         device=args.device,
+        compile=args.compile,
     )
     reports = embed_slides(args.paths, args.output, bundle, options, resume=not args.no_resume)
     failed = [r for r in reports if r.status == "failed"]

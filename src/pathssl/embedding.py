@@ -35,10 +35,14 @@ class DeviceSettings:
         return f"cpu ({torch.get_num_threads()} threads, fp32)"
 
 
-def prepare_module(bundle: EncoderBundle, settings: DeviceSettings) -> torch.nn.Module:
+def prepare_module(
+    bundle: EncoderBundle, settings: DeviceSettings, compile_module: bool = False
+) -> torch.nn.Module:
     module = bundle.module.to(settings.device).eval()
     if settings.device.type == "cuda":
         module = module.to(memory_format=torch.channels_last)
+    if compile_module:
+        module = torch.compile(module)
     return module
 
 

@@ -10,7 +10,7 @@ import json
 import logging
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ class EmbedOptions:
     num_workers: int | None = None  # None: from the CPU count
     block_tiles: int = 8  # tiles per side of one region read
     device: str | None = None
+    compile: bool = False  # torch.compile the encoder (worth it on GPU for large slides)
     layout: OutputLayout = field(default_factory=OutputLayout)
 
 
@@ -187,7 +188,7 @@ def embed_slide(
                 slide_path, grid, plan_blocks(grid, downsample, options.block_tiles)
             )
             loader = make_loader(dataset, options.num_workers, settings.device.type == "cuda")
-            module = prepare_module(bundle, settings)
+            module = prepare_module(bundle, settings, options.compile)
             from tqdm import tqdm
 
             with tqdm(total=len(grid), desc=title[:40], unit="tile", disable=None) as bar:
@@ -293,11 +294,22 @@ def embed_slides(
     is recorded and the run goes on. Writes output_root/summary.json."""
     output_root = Path(output_root)
     slides = find_slides(inputs)
+    names: list[str] = []
+    for path in slides:  # over the whole list, so names do not depend on the sharding
+        names.append(slide_name(path, names))
+    shard = Shard.from_env()
+    if shard.world > 1:
+        if options.device is None and torch.cuda.is_available():
+            options = replace(options, device=f"cuda:{shard.local_rank}")
+        log.info(
+            "shard %d of %d: %d of %d slides",
+            shard.rank,
+            shard.world,
+            len(slides[shard.rank :: shard.world]),
+            len(slides),
+        )
     reports: list[SlideReport] = []
-    used: list[str] = []
-    for path in slides:
-        name = slide_name(path, used)
-        used.append(name)
+    for path, name in list(zip(slides, names, strict=True))[shard.rank :: shard.world]:
         out_dir = output_root / name
         if resume and is_complete(out_dir, bundle, options.layout):
             log.info("%s: outputs complete, skipped", path.name)
@@ -329,5 +341,31 @@ def embed_slides(
             "model": {"name": bundle.config.name, "weights_sha256": bundle.weights_sha256},
             "slides": [asdict(r) for r in reports],
         }
-        stage.path("summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        stage.path(shard.summary_name).write_text(json.dumps(summary, indent=2) + "\n")
     return reports
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of a slide list under torchrun or Slurm: slides rank, rank+world,
+    ... (disjoint and deterministic); one GPU per process."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> Shard:
+        import os
+
+        env = os.environ
+        world = int(env.get("WORLD_SIZE", env.get("SLURM_NTASKS", "1")))
+        rank = int(env.get("RANK", env.get("SLURM_PROCID", "0")))
+        local = int(env.get("LOCAL_RANK", env.get("SLURM_LOCALID", "0")))
+        if not 0 <= rank < world:
+            raise PathsslError(f"RANK {rank} is outside WORLD_SIZE {world}")
+        return cls(rank, world, local)
+
+    @property
+    def summary_name(self) -> str:
+        return "summary.json" if self.world == 1 else f"summary-rank{self.rank}.json"

