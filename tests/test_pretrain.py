@@ -38,13 +38,28 @@ def manifest(tmp_path_factory: pytest.TempPathFactory, cmu_slide: Path) -> Path:
 
 def tiny_config(manifest: Path, out: Path, method: str = "simclr", **kw: object) -> PretrainConfig:
     values = dict(
-        method=method, architecture="test_resnet", input_px=32, target_mpps=[1.0, 2.0],
-        manifest=str(manifest), batch_size=8, steps=6, warmup_steps=2, lr=0.01,
-        num_workers=0, checkpoint_every=3, log_every=1, output=str(out),
-    )  # fmt: skip
+        method=method,
+        architecture="test_resnet",
+        input_px=32,
+        target_mpps=[1.0, 2.0],
+        manifest=str(manifest),
+        batch_size=8,
+        steps=6,
+        warmup_steps=2,
+        lr=0.01,
+        num_workers=0,
+        checkpoint_every=3,
+        log_every=1,
+        output=str(out),
+    )
     if method == "dino":
-        values["method_kwargs"] = {"out_dim": 256, "hidden_dim": 64, "bottleneck_dim": 32,
-                                   "n_local": 2, "local_px": 16}  # fmt: skip
+        values["method_kwargs"] = {
+            "out_dim": 256,
+            "hidden_dim": 64,
+            "bottleneck_dim": 32,
+            "n_local": 2,
+            "local_px": 16,
+        }
     if method == "moco":
         values["method_kwargs"] = {"memory_bank_size": 64}
     values.update(kw)
@@ -127,21 +142,43 @@ def test_exact_resume(method: str, manifest: Path, tmp_path: Path) -> None:
 
 def test_cli_export_and_embed(manifest: Path, tmp_path: Path, cmu_slide: Path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "pathssl.cli", *args], capture_output=True,
-                              text=True, timeout=600)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "pathssl.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     config = ROOT / "configs" / "pretrain" / "byol.yaml"
-    proc = cli("pretrain", "--config", str(config), "--set", f"manifest={manifest}",
-               "--set", "image_dirs=[]", "--set", "architecture=test_resnet", "--set",
-               "input_px=32", "--set", "steps=4", "--set", "batch_size=4", "--set",
-               "num_workers=1", "--set", f"output={tmp_path / 'run'}")  # fmt: skip
+    proc = cli(
+        "pretrain",
+        "--config",
+        str(config),
+        "--set",
+        f"manifest={manifest}",
+        "--set",
+        "image_dirs=[]",
+        "--set",
+        "architecture=test_resnet",
+        "--set",
+        "input_px=32",
+        "--set",
+        "steps=4",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "num_workers=1",
+        "--set",
+        f"output={tmp_path / 'run'}",
+    )
     assert proc.returncode == 0, proc.stderr
     with open(tmp_path / "run" / "log.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["step"]) for r in rows] == [4]
     assert float(rows[0]["images_per_s"]) > 0 and 0 < float(rows[0]["collapse"]) < 2
-    proc = cli("export", str(tmp_path / "run/checkpoints/last.pt"), "--output",
-               str(tmp_path / "bundle"))  # fmt: skip
+    proc = cli(
+        "export", str(tmp_path / "run/checkpoints/last.pt"), "--output", str(tmp_path / "bundle")
+    )
     assert proc.returncode == 0, proc.stderr
     from pathssl.encoder.bundle import load_bundle
 
@@ -149,12 +186,23 @@ def test_cli_export_and_embed(manifest: Path, tmp_path: Path, cmu_slide: Path) -
     assert bundle.config.trained and "byol (teacher network)" in bundle.config.provenance
     # the exported encoder is BYOL's target network
     state = load_checkpoint(tmp_path / "run/checkpoints/last.pt")["model"]
-    teacher = {k[len("teacher_backbone."):]: v for k, v in state.items()
-               if k.startswith("teacher_backbone.")}  # fmt: skip
+    teacher = {
+        k[len("teacher_backbone.") :]: v
+        for k, v in state.items()
+        if k.startswith("teacher_backbone.")
+    }
     for key, value in bundle.module.state_dict().items():
         torch.testing.assert_close(value, teacher[key])
-    proc = cli("embed", str(cmu_slide), "--model", str(tmp_path / "bundle"), "-o",
-               str(tmp_path / "emb"), "--max-tiles", "4")  # fmt: skip
+    proc = cli(
+        "embed",
+        str(cmu_slide),
+        "--model",
+        str(tmp_path / "bundle"),
+        "-o",
+        str(tmp_path / "emb"),
+        "--max-tiles",
+        "4",
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -163,12 +211,36 @@ def test_torchrun_two_ranks_keep_identical_weights(manifest: Path, tmp_path: Pat
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "pathssl.cli", "pretrain",
-         "--set", "method=simclr", "--set", "architecture=test_resnet", "--set", "input_px=32",
-         "--set", f"manifest={manifest}", "--set", "steps=3", "--set", "batch_size=4",
-         "--set", "num_workers=0", "--set", f"output={out}"],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "pathssl.cli",
+            "pretrain",
+            "--set",
+            "method=simclr",
+            "--set",
+            "architecture=test_resnet",
+            "--set",
+            "input_px=32",
+            "--set",
+            f"manifest={manifest}",
+            "--set",
+            "steps=3",
+            "--set",
+            "batch_size=4",
+            "--set",
+            "num_workers=0",
+            "--set",
+            f"output={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     digests = [(out / "rank_digests" / f"rank{r}.txt").read_text() for r in (0, 1)]
     assert digests[0] == digests[1]

@@ -50,6 +50,13 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="loader processes (default: cores-1)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder")
+    p.add_argument(
+        "--augmentations",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also store K augmented copies of every tile's features (slide SSL)",
+    )
     p.add_argument("--no-resume", action="store_true", help="recompute complete slides")
     p.set_defaults(func=_run_embed)
 
@@ -71,6 +78,7 @@ def _run_embed(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         device=args.device,
         compile=args.compile,
+        augmentations=args.augmentations,
     )
     reports = embed_slides(args.paths, args.output, bundle, options, resume=not args.no_resume)
     failed = [r for r in reports if r.status == "failed"]
@@ -252,6 +260,108 @@ def _run_dev_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_slide_ssl(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-slide-encoder", help="slide-level SSL (Giga-SSL) on embedded slides")
+    p.add_argument("embeddings", type=Path, help="folder of `pathssl embed` outputs")
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="e.g. --set steps=300 --set tiles_per_view=256",
+    )
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--stop-after", type=int, default=None)
+    p.set_defaults(func=_run_slide_ssl)
+
+    p = sub.add_parser("export-slide-encoder", help="add a trained slide encoder to a bundle")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--bundle", type=Path, required=True, help="model bundle to add it to")
+    p.set_defaults(func=_run_export_slide)
+
+    p = sub.add_parser("evaluate-slides", help="slide-level linear evaluation (ROC-AUC)")
+    p.add_argument("embeddings", type=Path)
+    p.add_argument("labels", type=Path, help="CSV with columns slide,label")
+    p.add_argument(
+        "--slide-encoder",
+        type=Path,
+        default=None,
+        help="bundle with slide_encoder.json (compared with mean pooling)",
+    )
+    p.add_argument("--output", type=Path, default=None, help="JSON results")
+    p.add_argument("--plot", type=Path, default=None, help="learning-curve PNG")
+    p.set_defaults(func=_run_evaluate_slides)
+
+    p = sub.add_parser("make-slide-cohort", help="synthetic cohorts from real tissue tiles")
+    p.add_argument("--task", choices=["segregated", "clustered", "composition"], required=True)
+    p.add_argument("--slides", type=int, default=200)
+    p.add_argument("--augmentations", type=int, default=4)
+    p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--shared", type=Path, default=None, help="../shared/data, if present")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", type=Path, required=True)
+    p.set_defaults(func=_run_cohort)
+
+
+def _run_slide_ssl(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import yaml
+
+    from pathssl.slide_ssl.train import SlideSSLConfig, train_slide_encoder
+
+    values = {"embeddings": str(args.embeddings), "output": str(args.output)}
+    for item in args.overrides:
+        key, _, value = item.partition("=")
+        values[key] = yaml.safe_load(value)
+    known = {f.name for f in dataclasses.fields(SlideSSLConfig)}
+    if set(values) - known:
+        raise PathsslError(f"unknown keys {sorted(set(values) - known)}; known: {sorted(known)}")
+    out = train_slide_encoder(SlideSSLConfig(**values), not args.no_resume, args.stop_after)
+    print(f"checkpoints in {out / 'checkpoints'}; log in {out / 'log.csv'}")
+    return 0
+
+
+def _run_export_slide(args: argparse.Namespace) -> int:
+    from pathssl.slide_ssl.bundle import export_slide_encoder
+
+    record = export_slide_encoder(args.checkpoint, args.bundle)
+    print(f"added slide encoder to {args.bundle} (sha256 {record['weights_sha256']})")
+    return 0
+
+
+def _run_evaluate_slides(args: argparse.Namespace) -> int:
+    from pathssl.slide_ssl.evaluate import (
+        evaluate_slides,
+        format_slide_table,
+        plot_learning_curves,
+        write_json,
+    )
+
+    results = evaluate_slides(args.embeddings, args.labels, args.slide_encoder)
+    print(format_slide_table(args.embeddings.name, results))
+    if args.output:
+        write_json(args.output, results)
+    if args.plot:
+        plot_learning_curves({args.embeddings.name: results}, args.plot)
+    return 0
+
+
+def _run_cohort(args: argparse.Namespace) -> int:
+    from pathssl.encoder.bundle import load_bundle
+    from pathssl.slide_ssl.cohorts import build_cohort, default_pools, embed_pool
+
+    root = Path(__file__).resolve().parents[2]
+    a, b = default_pools(args.shared, root / "tests" / "data" / "CMU-1-Small-Region.svs")
+    bundle = load_bundle(args.model)
+    pools = [embed_pool(bundle, a, args.augmentations), embed_pool(bundle, b, args.augmentations)]
+    labels = build_cohort(pools, args.task, args.slides, args.output, args.seed)
+    print(f"{args.slides} slides in {args.output}; labels in {labels}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pathssl", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -263,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_evaluate(sub)
     _add_dev_tasks(sub)
+    _add_slide_ssl(sub)
     return parser
 
 

@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import h5py
 import numpy as np
 import torch
 
@@ -51,13 +50,16 @@ def embed_batches(
     bundle: EncoderBundle,
     settings: DeviceSettings,
     loader: torch.utils.data.DataLoader,
-    features: h5py.Dataset,
+    write: Callable[[np.ndarray, np.ndarray], None],
+    embedding_dim: int,
     batch_size: int,
     label: str,
     on_batch: Callable[[int], None] | None = None,
+    augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
 ) -> int:
-    """Embed every tile the loader yields and write its features at its index. Returns the
-    number of tiles written."""
+    """Embed every tile the loader yields; `write(sorted_indices, features)` stores them.
+    `augment(uint8 tiles, batch number)` -> float tiles on the 0-255 scale, if given.
+    Returns the number of tiles written."""
     written = 0
     autocast = (
         torch.autocast(settings.device.type, dtype=settings.autocast_dtype)
@@ -65,16 +67,18 @@ def embed_batches(
         else contextlib.nullcontext()
     )
     with torch.inference_mode(), autocast:
-        for tiles, indices in iter_batches(loader, batch_size):
+        for batch_number, (tiles, indices) in enumerate(iter_batches(loader, batch_size)):
+            if augment is not None:
+                tiles = augment(tiles, batch_number)
             x = tiles.to(settings.device, non_blocking=True)
             x = normalise(x, bundle.config)
             if settings.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             out = module(x).float().cpu().numpy()
-            if out.ndim != 2 or out.shape[1] != features.shape[1]:
+            if out.ndim != 2 or out.shape[1] != embedding_dim:
                 raise PathsslError(
                     f"{label}: encoder gave features of shape {out.shape}, config says "
-                    f"{features.shape[1]} per tile; fix embedding_dim in the model config"
+                    f"{embedding_dim} per tile; fix embedding_dim in the model config"
                 )
             if not np.isfinite(out).all():
                 raise PathsslError(
@@ -82,8 +86,25 @@ def embed_batches(
                     "weights are broken (check the bundle) or the input tiles are corrupt"
                 )
             order = np.argsort(indices.numpy())
-            features[indices.numpy()[order]] = out[order]
+            write(indices.numpy()[order], out[order])
             written += len(order)
             if on_batch is not None:
                 on_batch(len(order))
     return written
+
+
+def batch_augmentation(
+    copy: int, input_px: int, seed: int = 0
+) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """One random augmentation per batch, shared by all its tiles (as Giga-SSL precomputes
+    its augmented copies), seeded by (seed, copy, batch number): reproducible."""
+    from pathssl.pretrain.augment import ViewSpec, make_view
+
+    spec = ViewSpec(size_px=input_px, scale=(0.7, 1.0))
+
+    def apply(tiles: torch.Tensor, batch_number: int) -> torch.Tensor:
+        batch_seed = (seed * 1_000_003 + copy) * 1_000_033 + batch_number
+        views = [make_view(t, spec, torch.Generator().manual_seed(batch_seed)) for t in tiles]
+        return torch.stack(views) * 255.0
+
+    return apply

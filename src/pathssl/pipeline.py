@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 import pathssl
-from pathssl.aggregation import MeanPooling, SlideAggregator
-from pathssl.embedding import DeviceSettings, embed_batches, prepare_module
+from pathssl.aggregation import SlideAggregator, default_aggregator
+from pathssl.embedding import DeviceSettings, batch_augmentation, embed_batches, prepare_module
 from pathssl.encoder.bundle import EncoderBundle
 from pathssl.errors import PathsslError
 from pathssl.loading import TileBlockDataset, make_loader, plan_blocks
@@ -63,6 +63,7 @@ class EmbedOptions:
     block_tiles: int = 8  # tiles per side of one region read
     device: str | None = None
     compile: bool = False  # torch.compile the encoder (worth it on GPU for large slides)
+    augmentations: int = 0  # K augmented copies of every tile's features (slide-level SSL)
     layout: OutputLayout = field(default_factory=OutputLayout)
 
 
@@ -92,7 +93,7 @@ def embed_slide(
     Returns the run record."""
     slide_path, output_dir = Path(slide_path), Path(output_dir)
     title = title or slide_path.name
-    aggregator = aggregator or MeanPooling()
+    aggregator = aggregator or default_aggregator(bundle.path)
     settings = DeviceSettings.auto(options.device)
     layout = options.layout
     timings: dict[str, float] = {}
@@ -184,31 +185,58 @@ def embed_slide(
         h5 = create_features_file(h5_path, coords, cfg.embedding_dim, h5_attrs)
         try:
             t1 = time.perf_counter()
-            dataset = TileBlockDataset(
-                slide_path, grid, plan_blocks(grid, downsample, options.block_tiles)
-            )
-            loader = make_loader(dataset, options.num_workers, settings.device.type == "cuda")
+            blocks = plan_blocks(grid, downsample, options.block_tiles)
             module = prepare_module(bundle, settings, options.compile)
             from tqdm import tqdm
 
-            with tqdm(total=len(grid), desc=title[:40], unit="tile", disable=None) as bar:
-                written = embed_batches(
-                    module,
-                    bundle,
-                    settings,
-                    loader,
-                    h5["features"],
-                    options.batch_size,
-                    str(slide_path),
-                    bar.update,
+            def run(write, augment=None, desc=title[:40]) -> int:
+                loader = make_loader(
+                    TileBlockDataset(slide_path, grid, blocks),
+                    options.num_workers,
+                    settings.device.type == "cuda",
                 )
+                with tqdm(total=len(grid), desc=desc, unit="tile", disable=None) as bar:
+                    return embed_batches(
+                        module,
+                        bundle,
+                        settings,
+                        loader,
+                        write,
+                        cfg.embedding_dim,
+                        options.batch_size,
+                        str(slide_path),
+                        bar.update,
+                        augment,
+                    )
+
+            def write_plain(idx: np.ndarray, values: np.ndarray) -> None:
+                h5["features"][idx] = values
+
+            written = run(write_plain)
             if written != len(grid):
                 raise PathsslError(f"{slide_path}: embedded {written} of {len(grid)} tiles")
+            if options.augmentations:
+                aug = h5.create_dataset(
+                    "augmented_features",
+                    (options.augmentations, len(grid), cfg.embedding_dim),
+                    dtype="float32",
+                    chunks=(1, min(len(grid), 1024), cfg.embedding_dim),
+                )
+                for k in range(options.augmentations):
+
+                    def write_copy(idx: np.ndarray, values: np.ndarray, k: int = k) -> None:
+                        aug[k, idx] = values
+
+                    run(
+                        write_copy,
+                        batch_augmentation(k, cfg.input_size_px),
+                        f"{title[:30]} aug {k + 1}/{options.augmentations}",
+                    )
             timings["embedding_s"] = time.perf_counter() - t1
             feats = h5["features"]
 
             t2 = time.perf_counter()
-            embedding = aggregator(feats, coords)
+            embedding = aggregator(feats, grid.grid_rc)
             if not np.isfinite(embedding).all():
                 raise PathsslError(f"{slide_path}: slide embedding is not finite")
             write_slide_representation(stage.path(layout.slide_embedding), title, embedding)
@@ -255,8 +283,13 @@ def embed_slide(
                 "tiles": len(grid),
                 "min_tissue_fraction": spec.min_tissue_fraction,
                 "max_tiles": spec.max_tiles,
+                "augmented_copies": options.augmentations,
             },
-            "slide_embedding": {"aggregator": aggregator.name, "dim": int(embedding.shape[0])},
+            "slide_embedding": {
+                "aggregator": aggregator.name,
+                "weights_sha256": getattr(aggregator, "sha256", None),
+                "dim": int(embedding.shape[0]),
+            },
             "device": settings.describe(),
             "torch": torch.__version__,
             "python": platform.python_version(),
