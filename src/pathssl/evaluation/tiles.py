@@ -174,6 +174,11 @@ def format_table(name: str, results: dict) -> str:
                 f"  {fraction:>8} {enc:<10} {r['linear_balanced_accuracy']:8.3f} "
                 f"{r['knn_balanced_accuracy']:8.3f}"
             )
+    if "headline" in results:
+        lines.append(
+            "  mean over fractions and probes: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in results["headline"].items())
+        )
     return "\n".join(lines)
 
 
@@ -198,4 +203,17 @@ def evaluate_bundle(
         merged.setdefault("n_test", res["n_test"])
         for fraction, row in res["by_fraction"].items():
             merged.setdefault("by_fraction", {}).setdefault(fraction, {})[name] = row
+    # one number per encoder and task: mean balanced accuracy over label fractions and probes
+    merged["headline"] = {
+        name: float(
+            np.mean(
+                [
+                    row[name][k]
+                    for row in merged["by_fraction"].values()
+                    for k in ("linear_balanced_accuracy", "knn_balanced_accuracy")
+                ]
+            )
+        )
+        for name in encoders
+    }
     return merged

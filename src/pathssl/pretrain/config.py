@@ -18,6 +18,7 @@ class PretrainConfig:
     architecture: str = "resnet18"  # any timm model
     timm_kwargs: dict[str, Any] = field(default_factory=dict)
     method_kwargs: dict[str, Any] = field(default_factory=dict)
+    augment: dict[str, Any] = field(default_factory=dict)  # ViewSpec overrides for every view
     input_px: int = 224
     target_mpps: list[float] = field(default_factory=lambda: [0.5])  # several = multi field of view
     manifest: str | None = None  # CSV of slides: path[,stain][,mpp]

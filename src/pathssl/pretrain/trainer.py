@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import logging
 import math
 import os
@@ -188,7 +189,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, stop_after_steps: int | N
         cfg.target_mpps,
         cfg.input_px,
     )
-    dataset = PretrainDataset(source, method.view_specs(), cfg.seed)
+    views = [dataclasses.replace(v, **cfg.augment) for v in method.view_specs()]
+    dataset = PretrainDataset(source, views, cfg.seed)
     end = cfg.steps if stop_after_steps is None else min(cfg.steps, start + stop_after_steps)
     sampler = RankBatchSampler(cfg.batch_size, info.rank, info.world, start, end)
     loader = torch.utils.data.DataLoader(
