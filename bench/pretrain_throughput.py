@@ -25,7 +25,7 @@ from pathssl.pretrain.trainer import build_method
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def views_for(method, batch: int, device: torch.device) -> list[torch.Tensor]:  # noqa: ANN001
+def views_for(method, batch: int, device: torch.device) -> list[torch.Tensor]:
     return [torch.rand(batch, 3, s.size_px, s.size_px, device=device) for s in method.view_specs()]
 
 
@@ -42,7 +42,7 @@ def measure(method_name: str, args: argparse.Namespace, device: torch.device) ->
         source = TileSource(args.with_data, [], cfg.target_mpps, cfg.input_px)
         ds = PretrainDataset(source, method.view_specs(), 0)
 
-        def batches():  # noqa: ANN202
+        def batches():
             i = 0
             while True:
                 yield [
