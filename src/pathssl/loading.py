@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pathssl.errors import PathsslError
 from pathssl.slide.reader import Slide, open_slide
 from pathssl.tiling import TileGrid
 
@@ -104,6 +105,20 @@ class TileBlockDataset(torch.utils.data.Dataset):
         return torch.from_numpy(tiles), torch.from_numpy(block.indices.astype(np.int64))
 
 
+def _reraise_cleanly(loader: torch.utils.data.DataLoader) -> Iterator:
+    """A worker's error comes back with the worker's traceback in its message; keep the
+    original one-line message so the user sees the file and the fix, not a traceback."""
+    try:
+        yield from loader
+    except PathsslError as exc:
+        text = str(exc)
+        if "Original Traceback" not in text:
+            raise
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        prefix = f"{type(exc).__name__}: "
+        raise type(exc)(last.split(prefix, 1)[1] if prefix in last else last) from None
+
+
 def default_num_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
@@ -129,7 +144,7 @@ def iter_batches(
     tiles_buf: list[torch.Tensor] = []
     index_buf: list[torch.Tensor] = []
     held = 0
-    for tiles, indices in loader:
+    for tiles, indices in _reraise_cleanly(loader):
         tiles_buf.append(tiles)
         index_buf.append(indices)
         held += len(indices)
