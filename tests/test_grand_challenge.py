@@ -181,10 +181,11 @@ def test_missing_resolution_socket_value_and_tissue_mask(tmp_path: Path) -> None
     patches = json.loads((tmp_path / "out" / "patch-neural-representation.json").read_text())
     coords = [p["coordinates"] for p in patches[0]["patches"]]
     assert coords
+    size = run["tiling"]["stride_level0_px"]
     for x, y in coords:  # every tile overlaps the masked box (x 500-1500, y 1000-2000) enough
-        overlap_x = max(0, min(x + 224, 1500) - max(x, 500))
-        overlap_y = max(0, min(y + 224, 2000) - max(y, 1000))
-        assert overlap_x * overlap_y >= 0.2 * 224 * 224
+        overlap_x = max(0, min(x + size, 1500) - max(x, 500))
+        overlap_y = max(0, min(y + size, 2000) - max(y, 1000))
+        assert overlap_x * overlap_y >= 0.2 * size * size
 
 
 def test_local_batch_mode(tmp_path: Path, cmu_slide: Path) -> None:
