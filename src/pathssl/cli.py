@@ -298,6 +298,7 @@ def _add_slide_ssl(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", choices=["segregated", "clustered", "composition"], required=True)
     p.add_argument("--slides", type=int, default=200)
     p.add_argument("--augmentations", type=int, default=4)
+    p.add_argument("--pool-size", type=int, default=16, help="real tiles per tissue type")
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--shared", type=Path, default=None, help="../shared/data, if present")
     p.add_argument("--seed", type=int, default=0)
@@ -357,7 +358,7 @@ def _run_cohort(args: argparse.Namespace) -> int:
     a, b = default_pools(args.shared, root / "tests" / "data" / "CMU-1-Small-Region.svs")
     bundle = load_bundle(args.model)
     pools = [embed_pool(bundle, a, args.augmentations), embed_pool(bundle, b, args.augmentations)]
-    labels = build_cohort(pools, args.task, args.slides, args.output, args.seed)
+    labels = build_cohort(pools, args.task, args.slides, args.output, args.seed, args.pool_size)
     print(f"{args.slides} slides in {args.output}; labels in {labels}")
     return 0
 

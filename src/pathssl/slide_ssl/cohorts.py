@@ -115,8 +115,12 @@ def build_cohort(
     pools: np.ndarray | list, task: str, n_slides: int, out: Path, seed: int = 0
 ) -> Path:
     """pools: [type A (1+K, P_a, C), type B (1+K, P_b, C)]. Writes out/<slide>/features.h5
-    and out/labels.csv; returns the labels file."""
+    and out/labels.csv; returns the labels file. `pool_size` keeps that many tiles of each
+    type: with small pools every slide draws the same tiles, so what tells slides apart is
+    where the tiles lie and how many there are, not which tiles were drawn."""
     rng = np.random.default_rng(seed)
+    if pool_size is not None:
+        pools = [p[:, rng.permutation(p.shape[1])[:pool_size]] for p in pools]
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n_slides):
