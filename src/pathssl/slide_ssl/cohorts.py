@@ -112,7 +112,12 @@ def assign_types(task: str, label: int, rc: np.ndarray, rng: np.random.Generator
 
 
 def build_cohort(
-    pools: np.ndarray | list, task: str, n_slides: int, out: Path, seed: int = 0
+    pools: np.ndarray | list,
+    task: str,
+    n_slides: int,
+    out: Path,
+    seed: int = 0,
+    pool_size: int | None = None,
 ) -> Path:
     """pools: [type A (1+K, P_a, C), type B (1+K, P_b, C)]. Writes out/<slide>/features.h5
     and out/labels.csv; returns the labels file. `pool_size` keeps that many tiles of each
