@@ -23,7 +23,8 @@ class DeviceSettings:
     def auto(cls, device: str | None = None) -> DeviceSettings:
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dev.type == "cuda":
-            bf16 = torch.cuda.is_bf16_supported()
+            # native bf16 only (Ampere and newer); a T4 emulates it slowly, so it gets fp16
+            bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
             return cls(dev, torch.bfloat16 if bf16 else torch.float16)
         return cls(dev, None)
 

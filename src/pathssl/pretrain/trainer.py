@@ -161,7 +161,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, stop_after_steps: int | N
     method = build_method(cfg, distributed=info.world > 1).to(device)
     optimizer = _optimizer(cfg, method)
     use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = (
+        torch.bfloat16
+        if use_amp and torch.cuda.is_bf16_supported(including_emulation=False)
+        else torch.float16
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     start = 0
