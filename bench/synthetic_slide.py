@@ -70,36 +70,49 @@ def tissue_mask(xs: np.ndarray, ys: np.ndarray, shapes: np.ndarray) -> np.ndarra
     return inside
 
 
+MASK_STEP = 16  # tissue outline evaluated every 16 px of a tile, then repeated
+
+
+def texture_canvas(tex: np.ndarray) -> np.ndarray:
+    """The texture repeated to at least (tex + TILE) per side, so any tile is one slice."""
+    th, tw = tex.shape[:2]
+    reps = (math.ceil((th + TILE) / th), math.ceil((tw + TILE) / tw), 1)
+    return np.tile(tex, reps)
+
+
 def level_tiles(
     width: int,
     height: int,
     down: int,
-    textures: list[list[np.ndarray]],
+    canvases: list[list[np.ndarray]],
     shapes: np.ndarray,
     level: int,
     seed: int,
 ):
     lw, lh = math.ceil(width / down), math.ceil(height / down)
     white = np.full((TILE, TILE, 3), 255, np.uint8)
+    offs = np.arange(0, TILE, MASK_STEP) + MASK_STEP / 2
     for ty in range(0, lh, TILE):
         for tx in range(0, lw, TILE):
-            ys = (ty + np.arange(TILE))[:, None] * down
-            xs = (tx + np.arange(TILE))[None, :] * down
-            inside = tissue_mask(xs / width, ys / height, shapes) & (xs < width) & (ys < height)
-            if not inside.any():
+            ys = (ty + offs)[:, None] * down
+            xs = (tx + offs)[None, :] * down
+            coarse = tissue_mask(xs / width, ys / height, shapes) & (xs < width) & (ys < height)
+            if not coarse.any():
                 yield white
                 continue
-            tile = white.copy()
-            # texture source per level-0 block; index the downsampled texture at level pixels
-            block = (ys // BLOCK) * 7919 + (xs // BLOCK) * 104729 + seed
-            src_id = (block % len(textures)).astype(np.int64)
-            for s in np.unique(src_id[inside]):
-                tex = textures[s][level]
-                th, tw = tex.shape[:2]
-                sel = inside & (src_id == s)
-                yy, xx = np.nonzero(sel)
-                tile[yy, xx] = tex[(ty + yy) % th, (tx + xx) % tw]
-            yield tile
+            inside = np.repeat(np.repeat(coarse, MASK_STEP, 0), MASK_STEP, 1)
+            block = (ty * down // BLOCK) * 7919 + (tx * down // BLOCK) * 104729 + seed
+            canvas = canvases[block % len(canvases)][level]
+            th, tw = canvases[block % len(canvases)][0].shape[:2]  # period of the texture
+            period_y = max(1, math.ceil(th / 2**level))
+            period_x = max(1, math.ceil(tw / 2**level))
+            y0, x0 = ty % period_y, tx % period_x
+            tex = canvas[y0 : y0 + TILE, x0 : x0 + TILE]
+            if tex.shape[:2] != (TILE, TILE):
+                tex = np.pad(
+                    tex, ((0, TILE - tex.shape[0]), (0, TILE - tex.shape[1]), (0, 0)), mode="wrap"
+                )
+            yield np.where(inside[..., None], tex, white)
 
 
 def write_synthetic_slide(
@@ -115,14 +128,14 @@ def write_synthetic_slide(
 
     base = load_textures(shared)
     n_levels = max(1, math.ceil(math.log2(max(width, height) / TILE)) + 1)
-    textures = []
+    canvases = []
     for tex in base:
         pyramid = [tex]
         for _ in range(1, n_levels):
             prev = pyramid[-1]
             size = (max(8, prev.shape[1] // 2), max(8, prev.shape[0] // 2))
             pyramid.append(np.asarray(Image.fromarray(prev).resize(size, Image.Resampling.BOX)))
-        textures.append(pyramid)
+        canvases.append([texture_canvas(t) for t in pyramid])
     shapes = ellipses(seed)
     tmp = path.with_name(f".{path.name}.tmp")
     with tifffile.TiffWriter(tmp, bigtiff=True) as tif:
@@ -131,7 +144,7 @@ def write_synthetic_slide(
             lw, lh = math.ceil(width / down), math.ceil(height / down)
             px_per_cm = 1e4 / (mpp * down)
             tif.write(
-                level_tiles(width, height, down, textures, shapes, level, seed),
+                level_tiles(width, height, down, canvases, shapes, level, seed),
                 shape=(lh, lw, 3),
                 dtype=np.uint8,
                 tile=(TILE, TILE),
