@@ -96,23 +96,13 @@ def _run_embed(args: argparse.Namespace) -> int:
 def _log_model(bundle) -> None:
     from pathssl.embedding import DeviceSettings
 
-    cfg = bundle.config
-    log.info(
-        "model %s (%s), sha256 %s, %d-d at %.2f um/px, %d px; device %s",
-        cfg.name,
-        cfg.architecture,
-        bundle.weights_sha256,
-        cfg.embedding_dim,
-        cfg.target_mpp,
-        cfg.input_size_px,
-        DeviceSettings.auto().describe(),
-    )
-    if not cfg.trained:
-        log.warning(
-            "model %s is UNTRAINED (random weights): its features carry no learned "
-            "meaning; give --model with a trained bundle",
-            cfg.name,
-        )
+    log.info("device %s", DeviceSettings.auto().describe())
+    for line in bundle.describe():
+        (log.warning if line.startswith("WARNING") else log.info)(line)
+
+
+def _print_bundle(path: Path, config) -> None:
+    print(f"wrote {path} ({config.name}, {config.embedding_dim}-d, sha256 {config.weights_sha256})")
 
 
 def _add_import(sub: argparse._SubParsersAction) -> None:
@@ -129,10 +119,7 @@ def _run_import(args: argparse.Namespace) -> int:
     from pathssl.encoder.import_weights import import_weights
 
     config = import_weights(args.preset, args.checkpoint, args.output)
-    print(
-        f"wrote {args.output} ({config.name}, {config.embedding_dim}-d, "
-        f"sha256 {config.weights_sha256})"
-    )
+    _print_bundle(args.output, config)
     return 0
 
 
@@ -199,10 +186,7 @@ def _run_export(args: argparse.Namespace) -> int:
     from pathssl.pretrain.export import export_checkpoint
 
     config = export_checkpoint(args.checkpoint, args.output, args.name)
-    print(
-        f"wrote {args.output} ({config.name}, {config.embedding_dim}-d, "
-        f"sha256 {config.weights_sha256})"
-    )
+    _print_bundle(args.output, config)
     return 0
 
 

@@ -131,9 +131,19 @@ class EncoderBundle:
     module: torch.nn.Module
     weights_sha256: str
 
-    @property
-    def model_id(self) -> str:
-        return f"{self.config.name}@{self.weights_sha256[:12]}"
+    def describe(self) -> list[str]:
+        """What a run should say about its model; the last line warns if it is untrained."""
+        cfg = self.config
+        lines = [
+            f"model {cfg.name} ({cfg.architecture}, {cfg.embedding_dim}-d, {cfg.input_size_px} px "
+            f"at {cfg.target_mpp} um/px) from {self.path}, sha256 {self.weights_sha256}"
+        ]
+        if not cfg.trained:
+            lines.append(
+                f"WARNING: model {cfg.name} is UNTRAINED (random weights): its features carry "
+                "no learned meaning; give --model with a trained bundle"
+            )
+        return lines
 
 
 def load_bundle(model_dir: str | Path | None = None) -> EncoderBundle:

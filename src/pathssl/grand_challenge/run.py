@@ -53,24 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _describe_environment(bundle) -> None:
     from pathssl.embedding import DeviceSettings
 
-    cfg = bundle.config
     print(
         f"pathssl: device {DeviceSettings.auto().describe()}; torch {torch.__version__}, "
         f"CUDA available: {torch.cuda.is_available()}",
         flush=True,
     )
-    print(
-        f"pathssl: model {cfg.name} ({cfg.architecture}, {cfg.embedding_dim}-d, "
-        f"{cfg.input_size_px} px at {cfg.target_mpp} um/px) from {bundle.path}, "
-        f"sha256 {bundle.weights_sha256}",
-        flush=True,
-    )
-    if not cfg.trained:
-        print(
-            "pathssl: WARNING: this model is UNTRAINED (random weights): its features carry "
-            "no learned meaning",
-            flush=True,
-        )
+    for line in bundle.describe():
+        print(f"pathssl: {line}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
