@@ -102,6 +102,22 @@ def build_module(config: EncoderConfig) -> torch.nn.Module:
     return backbone
 
 
+def load_weights(module: torch.nn.Module, state: dict, source: str, target: str) -> None:
+    """Load every tensor of `state` into `module`, or say in one line what does not fit."""
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        detail = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
+        raise ModelBundleError(
+            f"{source}: tensor shapes do not match {target}: {detail[:200]}"
+        ) from exc
+    if missing or unexpected:
+        raise ModelBundleError(
+            f"{source}: keys do not match {target}: {len(missing)} missing (e.g. "
+            f"{sorted(missing)[:3]}), {len(unexpected)} unexpected (e.g. {sorted(unexpected)[:3]})"
+        )
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -170,18 +186,7 @@ def load_bundle(model_dir: str | Path | None = None) -> EncoderBundle:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
         raise ModelBundleError(f"{weights_path}: not a readable safetensors file ({exc})") from exc
-    try:
-        missing, unexpected = module.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise ModelBundleError(
-            f"{weights_path}: tensor shapes do not fit {config.architecture} with "
-            f"{config.timm_kwargs}; re-export the bundle"
-        ) from exc
-    if missing or unexpected:
-        raise ModelBundleError(
-            f"{weights_path}: weights do not fit {config.architecture} "
-            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
-        )
+    load_weights(module, state, str(weights_path), f"{config.architecture} {config.timm_kwargs}")
     module.eval()
     return EncoderBundle(path, config, module, sha)
 

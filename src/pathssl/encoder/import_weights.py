@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from pathssl.encoder.bundle import EncoderConfig, build_module
+from pathssl.encoder.bundle import EncoderConfig, build_module, load_weights
 from pathssl.encoder.export import save_bundle
 from pathssl.encoder.presets import Preset, get_preset
 from pathssl.errors import ModelBundleError
@@ -87,19 +87,7 @@ def import_weights(preset_name: str, checkpoint: Path, output_dir: Path) -> Enco
     module = build_module(config)
     target = module.backbone if preset.pooling == "cls+mean" else module
     state = map_keys(read_checkpoint(checkpoint), preset)
-    try:
-        missing, unexpected = target.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise ModelBundleError(
-            f"{checkpoint}: tensor shapes do not match preset {preset.name} "
-            f"({preset.architecture}): {str(exc).splitlines()[1].strip()[:200]}"
-        ) from exc
-    if missing or unexpected:
-        raise ModelBundleError(
-            f"{checkpoint}: keys do not match preset {preset.name} ({preset.architecture}): "
-            f"{len(missing)} missing (e.g. {sorted(missing)[:3]}), {len(unexpected)} unexpected "
-            f"(e.g. {sorted(unexpected)[:3]}); is it the right checkpoint?"
-        )
+    load_weights(target, state, str(checkpoint), f"preset {preset.name} ({preset.architecture})")
     with torch.inference_mode():
         out = module.eval()(torch.zeros(1, 3, preset.input_size_px, preset.input_size_px))
     if out.shape[-1] != preset.embedding_dim:
