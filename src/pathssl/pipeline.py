@@ -327,6 +327,7 @@ def embed_slides(
     is recorded and the run goes on. Writes output_root/summary.json."""
     output_root = Path(output_root)
     slides = find_slides(inputs)
+    aggregator = aggregator or default_aggregator(bundle.path)  # load a slide encoder once
     names: list[str] = []
     for path in slides:  # over the whole list, so names do not depend on the sharding
         names.append(slide_name(path, names))

@@ -66,7 +66,9 @@ class SlideEncoder(nn.Module):
         shift = 2**SLIDE_SHIFT_BITS
         coords = torch.cat(
             [
-                c.long() - c.long().min(dim=0).values + torch.tensor([i * shift, 0])
+                c.long()
+                - c.long().min(dim=0).values
+                + torch.tensor([i * shift, 0], device=c.device)
                 for i, (_, c) in enumerate(slides)
             ]
         )
