@@ -120,13 +120,31 @@ def encoder_ceiling(bundle, batch_size: int, seconds: float = 10.0) -> float:
 
 
 def reading_ceiling(
-    slide_path: Path, grid, downsample: float, workers: int | None, batch_size: int
+    slide_path: Path,
+    grid,
+    downsample: float,
+    workers: int | None,
+    threads: int | None,
+    batch_size: int,
 ) -> float:
-    loader = make_loader(TileBlockDataset(slide_path, grid, plan_blocks(grid, downsample)), workers)
+    dataset = TileBlockDataset(slide_path, grid, plan_blocks(grid, downsample), downsample)
+    loader = make_loader(dataset, workers, read_threads=threads)
     n, t0 = 0, time.perf_counter()
     for tiles, _ in iter_batches(loader, batch_size):
         n += len(tiles)
+    dataset.close()
     return n / (time.perf_counter() - t0)
+
+
+def _per_tile_reader(slide_path: Path, level: int, read_px: int):
+    """CLAM reads with openslide-python's public API: read_region(...).convert("RGB")."""
+    import openslide
+
+    if openslide.OpenSlide.detect_format(str(slide_path)) is not None:
+        osr = openslide.OpenSlide(str(slide_path))
+        return lambda x, y: osr.read_region((x, y), level, (read_px, read_px)).convert("RGB")
+    slide = open_slide(slide_path)
+    return lambda x, y: Image.fromarray(slide.read_region(x, y, level, read_px, read_px))
 
 
 @torch.inference_mode()
@@ -136,19 +154,18 @@ def naive_baseline(slide_path: Path, grid, bundle, batch_size: int, max_tiles: i
     size = bundle.config.input_size_px
     module = bundle.module.eval()
     t0 = time.perf_counter()
-    with open_slide(slide_path) as slide:
-        batch = []
-        for x, y in coords:
-            rgb = slide.read_region(
-                int(x), int(y), grid.level, grid.read_size_px, grid.read_size_px
-            )
-            img = Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR)
-            batch.append(torch.from_numpy(np.asarray(img).transpose(2, 0, 1).copy()))
-            if len(batch) == batch_size:
-                module(normalise(torch.stack(batch), bundle.config))
-                batch = []
-        if batch:
+    read = _per_tile_reader(slide_path, grid.level, grid.read_size_px)
+    batch = []
+    for x, y in coords:
+        img = read(int(x), int(y))
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.Resampling.BILINEAR)
+        batch.append(torch.from_numpy(np.asarray(img).transpose(2, 0, 1).copy()))
+        if len(batch) == batch_size:
             module(normalise(torch.stack(batch), bundle.config))
+            batch = []
+    if batch:
+        module(normalise(torch.stack(batch), bundle.config))
     return len(coords) / (time.perf_counter() - t0)
 
 
@@ -159,7 +176,9 @@ def main() -> None:
     src.add_argument("--synthetic", help="WIDTHxHEIGHT of a synthetic 0.25 um/px slide")
     p.add_argument("--model", type=Path, default=ROOT / "model")
     p.add_argument("--mpp", type=float, default=None)
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None, help="reading processes")
+    p.add_argument("--read-threads", type=int, default=None, help="reading threads")
+    p.add_argument("--level-factor", type=int, default=2, help="synthetic: 2 or 4 (Aperio)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--naive-tiles", type=int, default=512, help="tiles for the naive baseline")
     p.add_argument("--skip", nargs="*", default=[], choices=["encoder", "reading", "naive"])
@@ -173,7 +192,9 @@ def main() -> None:
 
         w, h = (int(v) for v in args.synthetic.lower().split("x"))
         t0 = time.perf_counter()
-        slide_path = write_synthetic_slide(tmp / f"synthetic_{w}x{h}.tif", w, h)
+        slide_path = write_synthetic_slide(
+            tmp / f"synthetic_{w}x{h}.tif", w, h, level_factor=args.level_factor
+        )
         print(
             f"synthetic slide {w}x{h} px written in {time.perf_counter() - t0:.0f} s "
             f"({slide_path.stat().st_size / 1e6:.0f} MB)"
@@ -200,11 +221,16 @@ def main() -> None:
         print(f"encoder ceiling: {results['encoder_ceiling_tiles_per_s']:.1f} tiles/s")
     if "reading" not in args.skip:
         results["reading_ceiling_tiles_per_s"] = reading_ceiling(
-            slide_path, grid, downsample, args.workers, args.batch_size
+            slide_path, grid, downsample, args.workers, args.read_threads, args.batch_size
         )
         print(f"reading ceiling: {results['reading_ceiling_tiles_per_s']:.1f} tiles/s")
 
-    options = EmbedOptions(mpp=args.mpp, batch_size=args.batch_size, num_workers=args.workers)
+    options = EmbedOptions(
+        mpp=args.mpp,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        read_threads=args.read_threads,
+    )
     with TreeMemory() as mem:
         t0 = time.perf_counter()
         record = embed_slide(slide_path, tmp / "out", bundle, options)

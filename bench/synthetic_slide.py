@@ -89,6 +89,8 @@ def level_tiles(
     level: int,
     seed: int,
 ):
+    """Tiles of the level with downsample `down`; canvases[.][level] is the texture at that
+    downsample."""
     lw, lh = math.ceil(width / down), math.ceil(height / down)
     white = np.full((TILE, TILE, 3), 255, np.uint8)
     offs = np.arange(0, TILE, MASK_STEP) + MASK_STEP / 2
@@ -104,8 +106,8 @@ def level_tiles(
             block = (ty * down // BLOCK) * 7919 + (tx * down // BLOCK) * 104729 + seed
             canvas = canvases[block % len(canvases)][level]
             th, tw = canvases[block % len(canvases)][0].shape[:2]  # period of the texture
-            period_y = max(1, math.ceil(th / 2**level))
-            period_x = max(1, math.ceil(tw / 2**level))
+            period_y = max(1, math.ceil(th / down))
+            period_x = max(1, math.ceil(tw / down))
             y0, x0 = ty % period_y, tx % period_x
             tex = canvas[y0 : y0 + TILE, x0 : x0 + TILE]
             if tex.shape[:2] != (TILE, TILE):
@@ -123,24 +125,30 @@ def write_synthetic_slide(
     seed: int = 0,
     shared: Path = ROOT.parent / "shared" / "data",
     quality: int = 80,
+    level_factor: int = 2,
 ) -> Path:
+    """level_factor 2 writes every power-of-two level; 4 writes levels 1, 4, 16, ... as
+    Aperio scanners do (then 0.5 um/px must be read from level 0 and resized)."""
     import tifffile
 
     base = load_textures(shared)
-    n_levels = max(1, math.ceil(math.log2(max(width, height) / TILE)) + 1)
+    n_levels = max(1, math.ceil(math.log(max(width, height) / TILE, level_factor)) + 1)
     canvases = []
     for tex in base:
         pyramid = [tex]
         for _ in range(1, n_levels):
             prev = pyramid[-1]
-            size = (max(8, prev.shape[1] // 2), max(8, prev.shape[0] // 2))
+            size = (
+                max(8, prev.shape[1] // level_factor),
+                max(8, prev.shape[0] // level_factor),
+            )
             pyramid.append(np.asarray(Image.fromarray(prev).resize(size, Image.Resampling.BOX)))
         canvases.append([texture_canvas(t) for t in pyramid])
     shapes = ellipses(seed)
     tmp = path.with_name(f".{path.name}.tmp")
     with tifffile.TiffWriter(tmp, bigtiff=True) as tif:
         for level in range(n_levels):
-            down = 2**level
+            down = level_factor**level
             lw, lh = math.ceil(width / down), math.ceil(height / down)
             px_per_cm = 1e4 / (mpp * down)
             tif.write(
@@ -167,12 +175,18 @@ def main() -> None:
     p.add_argument("--height", type=int, default=80_000)
     p.add_argument("--mpp", type=float, default=0.25)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--level-factor", type=int, default=2, choices=[2, 4], help="downsample between levels"
+    )
     args = p.parse_args()
     t0 = time.perf_counter()
-    write_synthetic_slide(args.output, args.width, args.height, args.mpp, args.seed)
+    write_synthetic_slide(
+        args.output, args.width, args.height, args.mpp, args.seed, level_factor=args.level_factor
+    )
     size = args.output.stat().st_size / 1e6
     print(
         f"wrote {args.output}: {args.width}x{args.height} px at {args.mpp} um/px, "
+        f"levels every {args.level_factor}x, "
         f"{size:.0f} MB in {time.perf_counter() - t0:.0f} s"
     )
 

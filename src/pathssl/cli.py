@@ -47,7 +47,18 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         help="cap per slide, by even deterministic subsampling",
     )
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None, help="loader processes (default: cores-1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="reading processes (default: cores - 1 with a GPU, none on a CPU)",
+    )
+    p.add_argument(
+        "--read-threads",
+        type=int,
+        default=None,
+        help="reading threads when there are no reading processes (default: cores, up to 4)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder")
     p.add_argument(
@@ -76,6 +87,7 @@ def _run_embed(args: argparse.Namespace) -> int:
         max_tiles=args.max_tiles,
         batch_size=args.batch_size,
         num_workers=args.workers,
+        read_threads=args.read_threads,
         device=args.device,
         compile=args.compile,
         augmentations=args.augmentations,

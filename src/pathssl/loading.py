@@ -1,14 +1,19 @@
 """Parallel tile loading: one region read per block of neighbouring tiles, cut into tiles.
 
-Each DataLoader worker opens its own slide handle. Items are blocks (always in the same
-order), and `iter_batches` re-batches their tiles into fixed-size batches, so every batch is
-the same whatever the number of workers (and the features are byte-identical).
+Blocks are read by threads of this process (the CPU default) or by DataLoader worker
+processes (the GPU default); each thread and each process opens its own slide handle. Items
+are blocks, always in the same order, and `iter_batches` re-batches their tiles into
+fixed-size batches, so every batch is the same whatever the number of threads or processes
+(and the features are byte-identical).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +64,17 @@ def plan_blocks(grid: TileGrid, downsample: float, block_tiles: int = 8) -> list
     return blocks
 
 
+def reduction_factor(grid: TileGrid, downsample: float) -> int | None:
+    """The integer k when tiles are read at exactly k times their size and the grid step is a
+    multiple of k: then a whole region is reduced once with a k x k box filter, which gives
+    the same pixels as reducing each tile (as pyramid levels are made). None otherwise."""
+    k, rest = divmod(grid.read_size_px, grid.tile_size_px)
+    step = grid.stride_l0_px / downsample
+    if rest or k < 2 or step != int(step) or int(step) % k:
+        return None
+    return k
+
+
 def resize_tile(rgb: np.ndarray, size_px: int) -> np.ndarray:
     """Resize an RGB tile to size_px x size_px (antialiased bilinear); a no-op at that size."""
     if rgb.shape[0] == size_px and rgb.shape[1] == size_px:
@@ -67,41 +83,70 @@ def resize_tile(rgb: np.ndarray, size_px: int) -> np.ndarray:
     return np.asarray(image)
 
 
-def cut_tiles(region: np.ndarray, block: TileBlock, grid: TileGrid) -> np.ndarray:
-    """(k, 3, tile, tile) uint8 tiles cut from a block's region."""
-    size = grid.read_size_px
-    tiles = np.empty((len(block.indices), 3, grid.tile_size_px, grid.tile_size_px), np.uint8)
-    for i, (x, y) in enumerate(block.offsets):
-        tile = resize_tile(region[y : y + size, x : x + size], grid.tile_size_px)
-        tiles[i] = tile.transpose(2, 0, 1)
+def cut_tiles(region: np.ndarray, offsets: np.ndarray, read_px: int, tile_px: int) -> np.ndarray:
+    """(k, 3, tile_px, tile_px) uint8 tiles cut from a region at (x, y) offsets, each read_px
+    wide and resized to tile_px."""
+    tiles = np.empty((len(offsets), 3, tile_px, tile_px), np.uint8)
+    for i, (x, y) in enumerate(offsets):
+        tiles[i] = resize_tile(region[y : y + read_px, x : x + read_px], tile_px).transpose(2, 0, 1)
     return tiles
+
+
+def read_block(slide: Slide, block: TileBlock, grid: TileGrid, factor: int | None) -> np.ndarray:
+    """(k, 3, tile, tile) uint8 tiles of one block, from one region read."""
+    args = (block.x_l0, block.y_l0, grid.level, block.width, block.height)
+    if factor is None:
+        region = slide.read_region(*args)
+        return cut_tiles(region, block.offsets, grid.read_size_px, grid.tile_size_px)
+    image = slide.read_region_image(*args)
+    region = np.asarray(image.reduce(factor))
+    return cut_tiles(region, block.offsets // factor, grid.tile_size_px, grid.tile_size_px)
 
 
 class TileBlockDataset(torch.utils.data.Dataset):
     """Blocks of tiles of one slide; the slide is opened lazily in each worker."""
 
-    def __init__(self, slide_path: Path, grid: TileGrid, blocks: list[TileBlock]) -> None:
+    def __init__(
+        self, slide_path: Path, grid: TileGrid, blocks: list[TileBlock], downsample: float
+    ) -> None:
         self.slide_path = Path(slide_path)
         self.grid = grid
         self.blocks = blocks
-        self._slide: Slide | None = None
-        self._pid: int | None = None
+        self.factor = reduction_factor(grid, downsample)
+        self._lock = threading.Lock()
+        self._handles: list[Slide] = []
+
+        self._local = threading.local()
 
     def __len__(self) -> int:
         return len(self.blocks)
 
     def _handle(self) -> Slide:
-        if self._slide is None or self._pid != os.getpid():
-            self._slide = open_slide(self.slide_path)
-            self._pid = os.getpid()
-        return self._slide
+        """One slide handle per process and thread (not every backend is thread-safe)."""
+        local = self._local
+        if getattr(local, "slide", None) is None or local.pid != os.getpid():
+            local.slide, local.pid = open_slide(self.slide_path), os.getpid()
+            with self._lock:
+                self._handles.append(local.slide)
+        return local.slide
+
+    def close(self) -> None:
+        with self._lock:
+            for slide in self._handles:
+                slide.close()
+            self._handles.clear()
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict:  # worker processes open their own handles
+        return {**self.__dict__, "_local": None, "_lock": None, "_handles": []}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local, self._lock = threading.local(), threading.Lock()
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         block = self.blocks[i]
-        region = self._handle().read_region(
-            block.x_l0, block.y_l0, self.grid.level, block.width, block.height
-        )
-        tiles = cut_tiles(region, block, self.grid)
+        tiles = read_block(self._handle(), block, self.grid, self.factor)
         return torch.from_numpy(tiles), torch.from_numpy(block.indices.astype(np.int64))
 
 
@@ -119,33 +164,71 @@ def _reraise_cleanly(loader: torch.utils.data.DataLoader) -> Iterator:
         raise type(exc)(last.split(prefix, 1)[1] if prefix in last else last) from None
 
 
+class ThreadedBlockReader:
+    """Blocks read by a pool of threads in this process, yielded in order. OpenSlide, Pillow
+    and numpy release the GIL while they decode, resize and copy, so threads overlap with
+    each other and with the encoder, with no copies between processes (on 2 cores, 2 threads
+    read faster than 2 worker processes: measured in bench/embed_throughput.py)."""
+
+    def __init__(self, dataset: TileBlockDataset, threads: int, lookahead: int = 2) -> None:
+        self.dataset, self.threads, self.lookahead = dataset, threads, lookahead
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.dataset)
+        if self.threads <= 0:
+            yield from (self.dataset[i] for i in range(n))
+            return
+        pending: deque = deque()
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="pathssl-read") as pool:
+            try:
+                for i in range(n):
+                    pending.append(pool.submit(self.dataset.__getitem__, i))
+                    if len(pending) > self.threads * self.lookahead:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+
 def default_num_workers(cuda: bool) -> int:
-    """With a GPU, read in all but one core, overlapping with the GPU. On a CPU the encoder
-    already uses every core, so a reading process has no idle core to use (on 2 cores it made
-    no measurable difference); small machines read inline and spare the process."""
+    """Reading processes: with a GPU, all but one core, overlapping with the GPU. On a CPU,
+    none: reading threads do better there (see ThreadedBlockReader)."""
     cores = os.cpu_count() or 1
-    if cuda:
-        return max(0, min(8, cores - 1))
-    return 0 if cores <= 4 else min(4, cores // 4)
+    return max(0, min(8, cores - 1)) if cuda else 0
+
+
+def default_read_threads() -> int:
+    """Reading threads when there are no reading processes: one per core, up to 4. Where the
+    encoder is the bottleneck they wait on a full queue; where reading is, they use every core."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def make_loader(
-    dataset: TileBlockDataset, num_workers: int | None = None, cuda: bool = False
-) -> torch.utils.data.DataLoader:
-    """Blocks in order; pinned memory for fast, non-blocking copies to a GPU."""
+    dataset: TileBlockDataset,
+    num_workers: int | None = None,
+    cuda: bool = False,
+    read_threads: int | None = None,
+) -> torch.utils.data.DataLoader | ThreadedBlockReader:
+    """Blocks in order: from worker processes (pinned memory for fast, non-blocking copies to
+    a GPU), or, with num_workers 0, from reading threads (0: read inline)."""
     workers = default_num_workers(cuda) if num_workers is None else num_workers
+    if workers == 0:
+        threads = default_read_threads() if read_threads is None else read_threads
+        return ThreadedBlockReader(dataset, threads)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=None,
         shuffle=False,
         num_workers=workers,
         pin_memory=cuda,
-        prefetch_factor=4 if workers > 0 else None,
+        prefetch_factor=4,
     )
 
 
 def iter_batches(
-    loader: torch.utils.data.DataLoader, batch_size: int
+    loader: torch.utils.data.DataLoader | ThreadedBlockReader, batch_size: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Fixed-size batches of (uint8 tiles, tile indices) from a loader of blocks."""
     tiles_buf: list[torch.Tensor] = []

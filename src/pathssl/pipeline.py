@@ -6,6 +6,7 @@ slide -> resolution -> tissue -> tiles -> loader -> encoder -> features -> aggre
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -59,7 +60,8 @@ class EmbedOptions:
     mpp_tolerance: float = 0.05
     max_tiles: int | None = None
     batch_size: int = 64
-    num_workers: int | None = None  # None: from the CPU count
+    num_workers: int | None = None  # reading processes; None: cores - 1 with a GPU, else 0
+    read_threads: int | None = None  # reading threads without processes; None: cores, <= 4
     block_tiles: int = 8  # tiles per side of one region read
     device: str | None = None
     compile: bool = False  # torch.compile the encoder (worth it on GPU for large slides)
@@ -190,12 +192,17 @@ def embed_slide(
             from tqdm import tqdm
 
             def run(write, augment=None, desc=title[:40]) -> int:
+                dataset = TileBlockDataset(slide_path, grid, blocks, downsample)
                 loader = make_loader(
-                    TileBlockDataset(slide_path, grid, blocks),
+                    dataset,
                     options.num_workers,
                     settings.device.type == "cuda",
+                    options.read_threads,
                 )
-                with tqdm(total=len(grid), desc=desc, unit="tile", disable=None) as bar:
+                with (
+                    tqdm(total=len(grid), desc=desc, unit="tile", disable=None) as bar,
+                    contextlib.closing(dataset),
+                ):
                     return embed_batches(
                         module,
                         bundle,

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--mpp", type=float, default=None, help="level-0 microns per pixel override")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None, help="reading processes")
+    p.add_argument("--read-threads", type=int, default=None, help="reading threads")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -67,7 +68,12 @@ def run(args: argparse.Namespace) -> int:
     sockets = SocketConfig.from_file(args.sockets)
     bundle = load_bundle(args.model)
     _describe_environment(bundle)
-    options = EmbedOptions(mpp=args.mpp, batch_size=args.batch_size, num_workers=args.workers)
+    options = EmbedOptions(
+        mpp=args.mpp,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        read_threads=args.read_threads,
+    )
     inputs_json = args.input / "inputs.json"
     if inputs_json.exists():
         job = read_inputs_json(args.input, sockets)

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+from PIL import Image
 
 from pathssl.errors import SlideReadError
 
@@ -79,10 +80,25 @@ class Slide(ABC):
 
     def read_region(self, x_l0: int, y_l0: int, level: int, width: int, height: int) -> np.ndarray:
         """Read a (height, width, 3) RGB region at `level` whose top-left is level-0 (x, y)."""
+        region = self._checked(self._read, x_l0, y_l0, level, width, height)
+        if region.shape != (height, width, 3) or region.dtype != np.uint8:
+            raise SlideReadError(f"{self.path}: reader returned {region.shape} {region.dtype}")
+        return region
+
+    def read_region_image(
+        self, x_l0: int, y_l0: int, level: int, width: int, height: int
+    ) -> Image.Image:
+        """The same region as an RGB PIL image, for resizing without an extra copy."""
+        image = self._checked(self._read_image, x_l0, y_l0, level, width, height)
+        if image.mode != "RGB" or image.size != (width, height):
+            raise SlideReadError(f"{self.path}: reader returned {image.mode} {image.size}")
+        return image
+
+    def _checked(self, read, x_l0: int, y_l0: int, level: int, width: int, height: int):
         if not 0 <= level < len(self.levels):
             raise SlideReadError(f"{self.path}: level {level} does not exist")
         try:
-            region = self._read(int(x_l0), int(y_l0), level, int(width), int(height))
+            return read(int(x_l0), int(y_l0), level, int(width), int(height))
         except SlideReadError:
             raise
         except Exception as exc:  # decoder errors from C libraries come in many types
@@ -91,12 +107,12 @@ class Slide(ABC):
                 f"size={width}x{height} ({type(exc).__name__}: {exc}); the file may be "
                 "truncated or corrupt: re-export or re-download it"
             ) from exc
-        if region.shape != (height, width, 3) or region.dtype != np.uint8:
-            raise SlideReadError(f"{self.path}: reader returned {region.shape} {region.dtype}")
-        return region
 
     @abstractmethod
     def _read(self, x_l0: int, y_l0: int, level: int, width: int, height: int) -> np.ndarray: ...
+
+    def _read_image(self, x_l0: int, y_l0: int, level: int, width: int, height: int) -> Image.Image:
+        return Image.fromarray(self._read(x_l0, y_l0, level, width, height))
 
     def close(self) -> None:  # noqa: B027 - optional for backends without handles
         pass
