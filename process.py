@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 try:
-    from pathssl.grand_challenge.run import main
+    from pathssl.runtime import configure_openmp
 except ImportError:  # a clean checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
-    from pathssl.grand_challenge.run import main
+    from pathssl.runtime import configure_openmp
+
+configure_openmp()  # before PyTorch loads
+from pathssl.grand_challenge.run import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,9 +27,13 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
+from pathssl.runtime import configure_openmp
+
+configure_openmp()  # as `pathssl embed` does, before PyTorch loads
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))

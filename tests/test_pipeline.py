@@ -140,13 +140,16 @@ def test_preview_is_an_image_of_the_slide(cmu_out: Path) -> None:
 
 
 def test_deterministic_byte_identical(cmu_slide: Path, tiny_bundle, tmp_path: Path) -> None:
-    a, b = tmp_path / "a", tmp_path / "b"
-    embed_slide(cmu_slide, a, tiny_bundle, OPTS)
-    embed_slide(cmu_slide, b, tiny_bundle, replace(OPTS, num_workers=2, batch_size=16))
-    for rel in ("patch-neural-representation.json", "image-neural-representation.json"):
-        assert (a / rel).read_bytes() == (b / rel).read_bytes()
-    with h5py.File(a / "features.h5") as ha, h5py.File(b / "features.h5") as hb:
-        assert ha["features"][:].tobytes() == hb["features"][:].tobytes()
+    """Reading threads (the CPU default), inline reads and worker processes: same bytes."""
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    embed_slide(cmu_slide, a, tiny_bundle, replace(OPTS, read_threads=3))
+    embed_slide(cmu_slide, b, tiny_bundle, replace(OPTS, num_workers=2))
+    embed_slide(cmu_slide, c, tiny_bundle, replace(OPTS, read_threads=0))
+    for other in (b, c):
+        for rel in ("patch-neural-representation.json", "image-neural-representation.json"):
+            assert (a / rel).read_bytes() == (other / rel).read_bytes()
+        with h5py.File(a / "features.h5") as ha, h5py.File(other / "features.h5") as ho:
+            assert ha["features"][:].tobytes() == ho["features"][:].tobytes()
 
 
 def test_multilevel_fluorescence_slide(tiny_bundle, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_slide
+from conftest import CMU_SLIDE, shared_slide
 
 from pathssl.errors import SlideReadError
 from pathssl.slide import find_slides, open_slide
@@ -120,3 +120,32 @@ def test_truncated_slide_fails_cleanly(cmu_slide: Path, tmp_path: Path) -> None:
         with open_slide(path) as slide:
             w, h = slide.dimensions
             slide.read_region(0, 0, 0, w, h)
+
+
+@pytest.mark.parametrize(
+    "name, x, y, level, w, h",
+    [
+        ("aperio_CMU-1-Small-Region.svs", 1000, 1500, 0, 300, 200),
+        ("aperio_CMU-1-Small-Region.svs", 2100, 2900, 0, 200, 150),  # past the edge
+        ("hamamatsu_test3-DAPI-2-387.ndpi", 0, 0, 3, 256, 128),
+        ("synthetic/openslide-python_boxes_0.dcm", 0, 0, 0, 300, 250),
+    ],
+)
+def test_native_read_matches_openslide_public_api(
+    name: str, x: int, y: int, level: int, w: int, h: int
+) -> None:
+    """The straight-into-numpy read must give the pixels openslide-python's own API gives."""
+    import openslide
+
+    from pathssl.slide.backends import _composite_on_white
+
+    path = CMU_SLIDE if name.startswith("aperio_CMU") else shared_slide(name)
+    with open_slide(path) as slide, openslide.OpenSlide(str(path)) as osr:
+        assert slide._native_read is not None
+        public = np.asarray(osr.read_region((x, y), level, (w, h)))
+        expected = _composite_on_white(public, slide._background).astype(int)
+        region = slide.read_region(x, y, level, w, h)
+        image = np.asarray(slide.read_region_image(x, y, level, w, h))
+    assert region.flags.c_contiguous and region.shape == (h, w, 3)
+    assert np.abs(region.astype(int) - expected).max() <= 1  # premultiplied rounding
+    np.testing.assert_array_equal(image, region)

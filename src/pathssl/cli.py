@@ -73,6 +73,9 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_embed(args: argparse.Namespace) -> int:
+    from pathssl.runtime import configure_openmp
+
+    configure_openmp()  # before PyTorch loads
     from pathssl.encoder.bundle import load_bundle
     from pathssl.pipeline import EmbedOptions, embed_slides
 

@@ -92,15 +92,45 @@ def cut_tiles(region: np.ndarray, offsets: np.ndarray, read_px: int, tile_px: in
     return tiles
 
 
+MIN_BLOCK_DENSITY = 0.5  # below this share of a region in tiles, read tile by tile
+
+
 def read_block(slide: Slide, block: TileBlock, grid: TileGrid, factor: int | None) -> np.ndarray:
-    """(k, 3, tile, tile) uint8 tiles of one block, from one region read."""
-    args = (block.x_l0, block.y_l0, grid.level, block.width, block.height)
+    """(k, 3, tile, tile) uint8 tiles of one block: from one region read, or tile by tile where
+    the block's tiles are sparse (tissue edges, --max-tiles samples) and one region would
+    decode mostly pixels that no tile uses."""
+    read_px = grid.read_size_px
+    if len(block.indices) * read_px**2 < MIN_BLOCK_DENSITY * block.width * block.height:
+        origin = np.zeros((1, 2), np.int64)
+        coords_l0 = grid.grid_rc[block.indices][:, ::-1] * grid.stride_l0_px
+        return np.concatenate(
+            [
+                _read_tiles(slide, int(x), int(y), read_px, read_px, origin, grid, factor)
+                for x, y in coords_l0
+            ]
+        )
+    return _read_tiles(
+        slide, block.x_l0, block.y_l0, block.width, block.height, block.offsets, grid, factor
+    )
+
+
+def _read_tiles(
+    slide: Slide,
+    x_l0: int,
+    y_l0: int,
+    width: int,
+    height: int,
+    offsets: np.ndarray,
+    grid: TileGrid,
+    factor: int | None,
+) -> np.ndarray:
+    """Tiles at `offsets` (level pixels) inside one region read."""
     if factor is None:
-        region = slide.read_region(*args)
-        return cut_tiles(region, block.offsets, grid.read_size_px, grid.tile_size_px)
-    image = slide.read_region_image(*args)
+        region = slide.read_region(x_l0, y_l0, grid.level, width, height)
+        return cut_tiles(region, offsets, grid.read_size_px, grid.tile_size_px)
+    image = slide.read_region_image(x_l0, y_l0, grid.level, width, height)
     region = np.asarray(image.reduce(factor))
-    return cut_tiles(region, block.offsets // factor, grid.tile_size_px, grid.tile_size_px)
+    return cut_tiles(region, offsets // factor, grid.tile_size_px, grid.tile_size_px)
 
 
 class TileBlockDataset(torch.utils.data.Dataset):

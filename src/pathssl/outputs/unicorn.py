@@ -42,7 +42,6 @@ def write_patch_representation(
                 x, y = coords_l0[start + i]
                 sep = "," if start + i else ""
                 fh.write(
-                    f'{sep}\n{{"coordinates": [{int(x)}, {int(y)}], '
-                    f'"features": {_floats(row)}}}'
+                    f'{sep}\n{{"coordinates": [{int(x)}, {int(y)}], "features": {_floats(row)}}}'
                 )
         fh.write("\n]}]\n")

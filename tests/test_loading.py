@@ -1,0 +1,95 @@
+"""Tile loading: block reads, box reductions, sparse blocks and reading threads must all give
+exactly the pixels of reading each tile alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pathssl.loading import (
+    TileBlockDataset,
+    iter_batches,
+    make_loader,
+    plan_blocks,
+    reduction_factor,
+    resize_tile,
+)
+from pathssl.slide import open_slide, resolve_mpp
+from pathssl.tiling import TilingSpec, plan_tiles
+from pathssl.tissue import detect_tissue, render_thumbnail
+
+
+def _grid(slide_path: Path, target_mpp: float, tile_px: int, max_tiles: int | None = None):
+    with open_slide(slide_path) as slide:
+        res = resolve_mpp(slide, None)
+        tissue = detect_tissue(render_thumbnail(slide, res.mpp))
+        spec = TilingSpec(target_mpp, tile_px, max_tiles=max_tiles)
+        return plan_tiles(slide.levels, res.mpp, tissue, spec)
+
+
+def _all_tiles(slide_path: Path, grid, block_tiles: int, threads: int, workers: int = 0):
+    dataset = TileBlockDataset(slide_path, grid, plan_blocks(grid, 1.0, block_tiles), 1.0)
+    out = np.zeros((len(grid), 3, grid.tile_size_px, grid.tile_size_px), np.uint8)
+    seen = np.zeros(len(grid), bool)
+    for tiles, idx in iter_batches(make_loader(dataset, workers, read_threads=threads), 7):
+        out[idx.numpy()] = tiles.numpy()
+        seen[idx.numpy()] = True
+    dataset.close()
+    assert seen.all()
+    return out
+
+
+def _alone(slide_path: Path, grid, i: int) -> np.ndarray:
+    """Tile i read by itself: one read_region, then the reduction or resize."""
+    x, y = (int(v) for v in grid.coords_l0[i])
+    with open_slide(slide_path) as slide:
+        rgb = slide.read_region(x, y, grid.level, grid.read_size_px, grid.read_size_px)
+    factor = reduction_factor(grid, 1.0)
+    if factor:
+        rgb = np.asarray(Image.fromarray(rgb).reduce(factor))
+    return resize_tile(rgb, grid.tile_size_px).transpose(2, 0, 1)
+
+
+def test_box_reduction_per_region_equals_per_tile(cmu_slide: Path) -> None:
+    grid = _grid(cmu_slide, 1.0, 64)  # 0.499 um/px: read 128 px, reduce 2 x 2
+    assert grid.read_size_px == 128 and reduction_factor(grid, 1.0) == 2
+    blocks_of_8 = _all_tiles(cmu_slide, grid, 8, threads=0)
+    for i in (0, len(grid) // 2, len(grid) - 1):
+        np.testing.assert_array_equal(blocks_of_8[i], _alone(cmu_slide, grid, i))
+    # the same pixels from single-tile blocks, reading threads or worker processes
+    np.testing.assert_array_equal(blocks_of_8, _all_tiles(cmu_slide, grid, 1, threads=3))
+    np.testing.assert_array_equal(blocks_of_8, _all_tiles(cmu_slide, grid, 8, 0, workers=2))
+
+
+def test_non_integer_factor_resizes_each_tile(cmu_slide: Path) -> None:
+    grid = _grid(cmu_slide, 0.8, 64)  # read round(64 * 0.8 / 0.499) = 103 px
+    assert grid.read_size_px == 103 and reduction_factor(grid, 1.0) is None
+    tiles = _all_tiles(cmu_slide, grid, 8, threads=2)
+    for i in (0, len(grid) - 1):
+        np.testing.assert_array_equal(tiles[i], _alone(cmu_slide, grid, i))
+
+
+def test_sparse_blocks_are_read_tile_by_tile(cmu_slide: Path) -> None:
+    grid = _grid(cmu_slide, 1.0, 64, max_tiles=9)  # a spread-out sample of the tissue
+    blocks = plan_blocks(grid, 1.0)
+    region_px = sum(b.width * b.height for b in blocks)
+    assert region_px > 2 * len(grid) * grid.read_size_px**2  # one region would waste reads
+    tiles = _all_tiles(cmu_slide, grid, 8, threads=2)
+    for i in range(len(grid)):
+        np.testing.assert_array_equal(tiles[i], _alone(cmu_slide, grid, i))
+
+
+def test_reading_error_from_a_thread_is_one_line(cmu_slide: Path, tmp_path: Path) -> None:
+    from pathssl.errors import SlideReadError
+
+    data = bytearray(cmu_slide.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 200_000] = bytes(200_000)
+    broken = tmp_path / "broken.svs"
+    broken.write_bytes(bytes(data))
+    grid = _grid(cmu_slide, 1.0, 64)
+    with pytest.raises(SlideReadError, match="cannot read region") as err:
+        _all_tiles(broken, grid, 8, threads=2)
+    assert "\n" not in str(err.value) and str(broken) in str(err.value)
