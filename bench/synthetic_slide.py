@@ -126,13 +126,16 @@ def write_synthetic_slide(
     shared: Path = ROOT.parent / "shared" / "data",
     quality: int = 80,
     level_factor: int = 2,
+    max_levels: int | None = None,
 ) -> Path:
     """level_factor 2 writes every power-of-two level; 4 writes levels 1, 4, 16, ... as
-    Aperio scanners do (then 0.5 um/px must be read from level 0 and resized)."""
+    Aperio scanners do (then 0.5 um/px must be read from level 0 and resized). max_levels 1
+    writes a flat slide without a pyramid."""
     import tifffile
 
     base = load_textures(shared)
     n_levels = max(1, math.ceil(math.log(max(width, height) / TILE, level_factor)) + 1)
+    n_levels = min(n_levels, max_levels or n_levels)
     canvases = []
     for tex in base:
         pyramid = [tex]
@@ -178,10 +181,17 @@ def main() -> None:
     p.add_argument(
         "--level-factor", type=int, default=2, choices=[2, 4], help="downsample between levels"
     )
+    p.add_argument("--max-levels", type=int, default=None, help="1: no pyramid")
     args = p.parse_args()
     t0 = time.perf_counter()
     write_synthetic_slide(
-        args.output, args.width, args.height, args.mpp, args.seed, level_factor=args.level_factor
+        args.output,
+        args.width,
+        args.height,
+        args.mpp,
+        args.seed,
+        level_factor=args.level_factor,
+        max_levels=args.max_levels,
     )
     size = args.output.stat().st_size / 1e6
     print(

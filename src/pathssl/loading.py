@@ -36,8 +36,13 @@ class TileBlock:
     offsets: np.ndarray  # (k, 2) top-left (x, y) of each tile inside the region, level pixels
 
 
+MAX_REGION_SIDE_PX = 4096  # a region of 4096^2 px is 64 MB as read, per reading thread
+
+
 def plan_blocks(grid: TileGrid, downsample: float, block_tiles: int = 8) -> list[TileBlock]:
-    """Group kept tiles into block_tiles x block_tiles neighbourhoods, row-major."""
+    """Group kept tiles into block_tiles x block_tiles neighbourhoods, row-major; fewer per
+    side where tiles are read large, so a region stays within MAX_REGION_SIDE_PX."""
+    block_tiles = max(1, min(block_tiles, MAX_REGION_SIDE_PX // grid.read_size_px))
     rc = grid.grid_rc
     keys = (rc[:, 0] // block_tiles) * (grid.grid_shape[1] // block_tiles + 1) + (
         rc[:, 1] // block_tiles
