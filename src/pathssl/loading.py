@@ -139,7 +139,8 @@ def _read_tiles(
 
 
 class TileBlockDataset(torch.utils.data.Dataset):
-    """Blocks of tiles of one slide; the slide is opened lazily in each worker."""
+    """Blocks of tiles of one slide; the slide is opened lazily in each reading thread or
+    worker process, and `close` closes the handles this process opened."""
 
     def __init__(
         self, slide_path: Path, grid: TileGrid, blocks: list[TileBlock], downsample: float
@@ -150,7 +151,6 @@ class TileBlockDataset(torch.utils.data.Dataset):
         self.factor = reduction_factor(grid, downsample)
         self._lock = threading.Lock()
         self._handles: list[Slide] = []
-
         self._local = threading.local()
 
     def __len__(self) -> int:
