@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pathssl import loading
 from pathssl.loading import (
     TileBlockDataset,
     iter_batches,
@@ -72,12 +73,29 @@ def test_non_integer_factor_resizes_each_tile(cmu_slide: Path) -> None:
         np.testing.assert_array_equal(tiles[i], _alone(cmu_slide, grid, i))
 
 
-def test_sparse_blocks_are_read_tile_by_tile(cmu_slide: Path) -> None:
+def test_sparse_blocks_are_read_tile_by_tile(cmu_slide: Path, monkeypatch) -> None:
     grid = _grid(cmu_slide, 1.0, 64, max_tiles=9)  # a spread-out sample of the tissue
     blocks = plan_blocks(grid, 1.0)
     region_px = sum(b.width * b.height for b in blocks)
     assert region_px > 2 * len(grid) * grid.read_size_px**2  # one region would waste reads
+    read_sizes = []
+    real = loading._read_tiles
+
+    def recording(slide, x_l0, y_l0, width, height, *rest):
+        read_sizes.append((width, height))
+        return real(slide, x_l0, y_l0, width, height, *rest)
+
+    monkeypatch.setattr(loading, "_read_tiles", recording)
     tiles = _all_tiles(cmu_slide, grid, 8, threads=2)
+    one_tile = (grid.read_size_px, grid.read_size_px)
+    expected = []
+    for b in blocks:
+        sparse = (
+            len(b.indices) * grid.read_size_px**2 < loading.MIN_BLOCK_DENSITY * b.width * b.height
+        )
+        expected += [one_tile] * len(b.indices) if sparse else [(b.width, b.height)]
+    assert sum(size == one_tile for size in expected) > len(blocks)  # sparse blocks exist
+    assert sorted(read_sizes) == sorted(expected)  # sparse blocks read one tile at a time
     for i in range(len(grid)):
         np.testing.assert_array_equal(tiles[i], _alone(cmu_slide, grid, i))
 

@@ -6,16 +6,18 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pathssl.errors import PathsslError
+
+if TYPE_CHECKING:
+    from pathssl.pipeline import EmbedOptions
 
 log = logging.getLogger("pathssl")
 
 
-def _add_embed(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("embed", help="embed whole-slide images: tiles, feature map, slide vector")
-    p.add_argument("paths", nargs="+", type=Path, help="slide files or folders of slides")
-    p.add_argument("--output", "-o", type=Path, required=True, help="one folder per slide here")
+def add_embedding_arguments(p: argparse.ArgumentParser) -> None:
+    """The options `pathssl embed` and the container's process.py share."""
     p.add_argument(
         "--model",
         type=Path,
@@ -28,6 +30,39 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="level-0 microns per pixel; overrides (and replaces missing) metadata",
     )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="reading processes (default: cores - 1 with a GPU, none on a CPU)",
+    )
+    p.add_argument(
+        "--read-threads",
+        type=int,
+        default=None,
+        help="reading threads when there are no reading processes (default: cores, up to 4)",
+    )
+
+
+def embedding_options(args: argparse.Namespace, **more: object) -> EmbedOptions:
+    """EmbedOptions from the shared options (add_embedding_arguments) and `more`."""
+    from pathssl.pipeline import EmbedOptions
+
+    return EmbedOptions(
+        mpp=args.mpp,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        read_threads=args.read_threads,
+        **more,
+    )
+
+
+def _add_embed(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="embed whole-slide images: tiles, feature map, slide vector")
+    p.add_argument("paths", nargs="+", type=Path, help="slide files or folders of slides")
+    p.add_argument("--output", "-o", type=Path, required=True, help="one folder per slide here")
+    add_embedding_arguments(p)
     p.add_argument(
         "--tissue-mask",
         type=Path,
@@ -45,19 +80,6 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="cap per slide, by even deterministic subsampling",
-    )
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="reading processes (default: cores - 1 with a GPU, none on a CPU)",
-    )
-    p.add_argument(
-        "--read-threads",
-        type=int,
-        default=None,
-        help="reading threads when there are no reading processes (default: cores, up to 4)",
     )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder")
@@ -77,20 +99,17 @@ def _run_embed(args: argparse.Namespace) -> int:
 
     configure_openmp()  # before PyTorch loads
     from pathssl.encoder.bundle import load_bundle
-    from pathssl.pipeline import EmbedOptions, embed_slides
+    from pathssl.pipeline import embed_slides
 
     if args.tissue_mask is not None and len(args.paths) != 1:
         raise PathsslError("--tissue-mask goes with exactly one slide")
     bundle = load_bundle(args.model)
     _log_model(bundle)
-    options = EmbedOptions(
-        mpp=args.mpp,
+    options = embedding_options(
+        args,
         tissue_mask=args.tissue_mask,
         min_tissue_fraction=args.min_tissue,
         max_tiles=args.max_tiles,
-        batch_size=args.batch_size,
-        num_workers=args.workers,
-        read_threads=args.read_threads,
         device=args.device,
         compile=args.compile,
         augmentations=args.augmentations,

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
+from pathssl.cli import add_embedding_arguments, embedding_options
 from pathssl.encoder.bundle import load_bundle
 from pathssl.errors import PathsslError
 from pathssl.grand_challenge.sockets import SocketConfig, read_inputs_json
-from pathssl.pipeline import EmbedOptions, embed_slide, embed_slides
+from pathssl.pipeline import embed_slide, embed_slides
 
 log = logging.getLogger("pathssl")
 DEFAULT_RESOURCES = Path(__file__).resolve().parents[3] / "resources" / "grand-challenge.json"
@@ -31,22 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--input", type=Path, default=Path("/input"))
     p.add_argument("--output", type=Path, default=Path("/output"))
-    p.add_argument(
-        "--model",
-        type=Path,
-        default=None,
-        help="model bundle (default: /opt/ml/model, then the bundled model/)",
-    )
+    add_embedding_arguments(p)
     p.add_argument(
         "--sockets",
         type=Path,
         default=DEFAULT_RESOURCES,
         help="socket configuration (default: resources/grand-challenge.json)",
     )
-    p.add_argument("--mpp", type=float, default=None, help="level-0 microns per pixel override")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None, help="reading processes")
-    p.add_argument("--read-threads", type=int, default=None, help="reading threads")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -68,12 +60,7 @@ def run(args: argparse.Namespace) -> int:
     sockets = SocketConfig.from_file(args.sockets)
     bundle = load_bundle(args.model)
     _describe_environment(bundle)
-    options = EmbedOptions(
-        mpp=args.mpp,
-        batch_size=args.batch_size,
-        num_workers=args.workers,
-        read_threads=args.read_threads,
-    )
+    options = embedding_options(args)
     inputs_json = args.input / "inputs.json"
     if inputs_json.exists():
         job = read_inputs_json(args.input, sockets)
