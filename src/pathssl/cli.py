@@ -233,8 +233,34 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the randomly initialised twin of the same architecture",
     )
-    p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--fractions",
+        type=float,
+        nargs="+",
+        default=[0.01, 0.1, 1.0],
+        help="fractions of the training labels to probe with (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=5,
+        help="repeat with seeds 0..N-1 (label subsets, seeded splits); mean and spread "
+        "are reported (default: %(default)s)",
+    )
+    p.add_argument(
+        "--image-mpp",
+        type=float,
+        default=None,
+        help="microns per pixel of the dataset's images: tile them at the encoder's "
+        "resolution and average (default: the dataset's dataset.json, else resize whole)",
+    )
+    p.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="NAME=BUNDLE",
+        help="also evaluate another model bundle under NAME (e.g. previous=old/model)",
+    )
     p.add_argument("--output", type=Path, default=None, help="write the results as JSON")
     p.set_defaults(func=_run_evaluate)
 
@@ -246,10 +272,22 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from pathssl.evaluation.tiles import evaluate_bundle, format_table
 
     model_dir = resolve_model_dir(args.model)
+    compare = {}
+    for item in args.compare:
+        name, sep, path = item.partition("=")
+        if not sep or not name or name in ("trained", "random"):
+            raise PathsslError(f"--compare {item!r}: expected NAME=BUNDLE (not trained/random)")
+        compare[name] = Path(path)
     results = {}
     for dataset in args.datasets:
         res = evaluate_bundle(
-            dataset, model_dir, not args.no_random_baseline, tuple(args.fractions), args.seed
+            dataset,
+            model_dir,
+            not args.no_random_baseline,
+            tuple(args.fractions),
+            tuple(range(args.seeds)),
+            args.image_mpp,
+            compare,
         )
         results[dataset.name] = res
         print(format_table(dataset.name, res))

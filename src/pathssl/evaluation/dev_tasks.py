@@ -9,6 +9,16 @@ benchmark.
 - stain: H&E vs IHC vs fluorescence, from slides and images, split by source image.
 
 Tiles come from slides at 0.5 um/px and 224 px through the pipeline's own tissue and tiling.
+
+Two labelled benchmarks are laid out beside them (links to the shared files, not copies):
+
+- monuseg-organ: organ of origin of MoNuSeg's 1000 px TCGA regions at 0.25 um/px (official
+  train/test split, one patient per image; the six regions MoNuSeg lists as "liver" come
+  from lung sites and are labelled lung; test organs absent from training are left out). Its
+  dataset.json states 0.25 um/px, so `pathssl evaluate` tiles each region at the encoder's
+  resolution and averages the tile features;
+- crc-val-he-32: the 32 CRC-VAL-HE-7K tiles of ../shared/data/labelled (8 classes x 4),
+  a sanity check only (seeded 70/30 splits).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pathssl.errors import PathsslError
 from pathssl.slide.reader import open_slide
 from pathssl.slide.resolution import resolve_mpp
 from pathssl.tiling import TilingSpec, plan_tiles
@@ -74,6 +85,54 @@ def _write(out: Path, split: str, label: str, name: str, tiles: list[np.ndarray]
     for i, tile in enumerate(tiles):
         Image.fromarray(tile).save(folder / f"{name}-{i:04d}.png")
     return len(tiles)
+
+
+def _link(target: Path, link: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target.resolve())
+
+
+def build_monuseg_organ(shared: Path, out: Path) -> dict[str, int]:
+    import csv
+
+    root = Path(shared) / "corpus" / "monuseg_he_40x"
+    with open(root / "meta.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    organ = {
+        r["file"]: (
+            "lung" if r["organ_reported_by_monuseg"] == "liver" else r["organ_reported_by_monuseg"]
+        )
+        for r in rows
+    }
+    train_organs = {organ[r["file"]] for r in rows if r["split"] == "train"}
+    task = Path(out) / "monuseg-organ"
+    counts: dict[str, int] = {}
+    for r in rows:
+        label = organ[r["file"]]
+        if r["split"] == "test" and label not in train_organs:
+            continue
+        _link(root / r["split"] / r["file"], task / r["split"] / label / r["file"])
+        counts[f"{r['split']}/{label}"] = counts.get(f"{r['split']}/{label}", 0) + 1
+    (task / "dataset.json").write_text('{"mpp": 0.25}\n')
+    return counts
+
+
+def build_crc_val_32(shared: Path, out: Path) -> dict[str, int]:
+    import csv
+
+    root = Path(shared) / "labelled" / "crc_val_he_32"
+    task = Path(out) / "crc-val-he-32"
+    counts: dict[str, int] = {}
+    with open(root / "labels.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            found = sorted(root.rglob(Path(r["file"]).name))
+            if not found:
+                raise PathsslError(f"{root}: {r['file']} is listed in labels.csv but missing")
+            _link(found[0], task / r["label"] / found[0].name)
+            counts[r["label"]] = counts.get(r["label"], 0) + 1
+    return counts
 
 
 def build_dev_tasks(shared: Path, out: Path) -> dict[str, dict[str, int]]:
@@ -133,4 +192,6 @@ def build_dev_tasks(shared: Path, out: Path) -> dict[str, dict[str, int]]:
         for split, name, ts in sources:
             counts.setdefault("stain", {}).setdefault(label, 0)
             counts["stain"][label] += _write(task, split, label, name, ts)
+    counts["monuseg-organ"] = build_monuseg_organ(shared, out)
+    counts["crc-val-he-32"] = build_crc_val_32(shared, out)
     return counts

@@ -3,11 +3,19 @@
 Layout: DATASET/<class>/*.png, or DATASET/train/<class>/* and DATASET/test/<class>/*
 (as MHIST, CRC-100K, BACH or PCam can be laid out). Without train/test folders a seeded,
 stratified 70/30 split is used. Reported: balanced accuracy (as eva reports), for 1%, 10%
-and 100% of the training labels.
+and 100% of the training labels, as mean and spread over seeds (each seed draws its own label
+subset and, without train/test folders, its own split).
+
+Images larger than one tile (e.g. MoNuSeg's 1000 px regions) are evaluated at the encoder's
+resolution when the dataset states its own: a `dataset.json` with `{"mpp": 0.25}` (or
+`--image-mpp`). Each image is then cut into non-overlapping tiles of the encoder's field of
+view and its feature is the mean tile feature. Otherwise each image is centre-cropped and
+resized whole, as `pathssl.load_encoder`'s preprocess does.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,18 +68,62 @@ def load_split(root: Path, seed: int = 0) -> tuple[LabelledImages, LabelledImage
     return pick(~test_mask), pick(test_mask)
 
 
+def dataset_mpp(root: Path) -> float | None:
+    """The resolution a dataset folder states in its dataset.json, if any."""
+    meta = Path(root) / "dataset.json"
+    if not meta.is_file():
+        return None
+    try:
+        return float(json.loads(meta.read_text())["mpp"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PathsslError(f'{meta}: expected {{"mpp": <microns per pixel>}} ({exc})') from exc
+
+
+def tile_image(image: Image.Image, crop_px: int) -> list[Image.Image]:
+    """Non-overlapping crop_px squares covering the image (centred); the whole image if smaller."""
+    w, h = image.size
+    if w < crop_px or h < crop_px:
+        return [image]
+    nx, ny = w // crop_px, h // crop_px
+    x0, y0 = (w - nx * crop_px) // 2, (h - ny * crop_px) // 2
+    return [
+        image.crop(
+            (x0 + i * crop_px, y0 + j * crop_px, x0 + (i + 1) * crop_px, y0 + (j + 1) * crop_px)
+        )
+        for j in range(ny)
+        for i in range(nx)
+    ]
+
+
 @torch.inference_mode()
 def extract_features(
-    module: torch.nn.Module, preprocess, paths: list[Path], batch_size: int = 64
+    module: torch.nn.Module,
+    preprocess,
+    paths: list[Path],
+    batch_size: int = 64,
+    crop_px: int | None = None,
 ) -> np.ndarray:
+    """One feature per image: of the whole image, or (crop_px given) the mean over its tiles."""
     module.eval()
     out = []
     for start in range(0, len(paths), batch_size):
-        batch = []
-        for p in paths[start : start + batch_size]:
+        batch, owner = [], []
+        for k, p in enumerate(paths[start : start + batch_size]):
             with Image.open(p) as im:
-                batch.append(preprocess(im.convert("RGB")))
-        out.append(module(torch.stack(batch)).float().numpy())
+                rgb = im.convert("RGB")
+            for crop in tile_image(rgb, crop_px) if crop_px else [rgb]:
+                batch.append(preprocess(crop))
+                owner.append(k)
+        feats = torch.cat(
+            [
+                module(torch.stack(batch[i : i + batch_size]))
+                for i in range(0, len(batch), batch_size)
+            ]
+        ).float()
+        owner_t = torch.tensor(owner)
+        n = int(owner_t.max()) + 1
+        sums = torch.zeros(n, feats.shape[1]).index_add_(0, owner_t, feats)
+        out.append((sums / torch.bincount(owner_t, minlength=n)[:, None]).numpy())
     feats = np.concatenate(out)
     if not np.isfinite(feats).all():
         raise PathsslError("encoder produced non-finite features")
@@ -124,31 +176,54 @@ def knn(train_x, train_y, test_x, test_y, k: int = 20) -> float:
     return balanced_accuracy(test_y, votes.argmax(axis=1))
 
 
+def _features(module, preprocess, paths, cache: dict, crop_px: int | None) -> np.ndarray:
+    todo = [p for p in paths if p not in cache]
+    if todo:
+        for p, f in zip(
+            todo, extract_features(module, preprocess, todo, crop_px=crop_px), strict=True
+        ):
+            cache[p] = f
+    return np.stack([cache[p] for p in paths])
+
+
 def evaluate_encoder(
     dataset: Path,
     module: torch.nn.Module,
     preprocess,
     fractions=(0.01, 0.1, 1.0),
-    seed: int = 0,
+    seeds=(0,),
     k: int = 20,
+    crop_px: int | None = None,
 ) -> dict:
-    train, test = load_split(dataset, seed)
-    train_x = extract_features(module, preprocess, train.paths)
-    test_x = extract_features(module, preprocess, test.paths)
+    """Linear probe and kNN per label fraction, mean and standard deviation over seeds."""
+    cache: dict[Path, np.ndarray] = {}
+    per_seed: dict[str, dict[str, list[float]]] = {}
+    for seed in seeds:
+        train, test = load_split(dataset, seed)
+        train_x = _features(module, preprocess, train.paths, cache, crop_px)
+        test_x = _features(module, preprocess, test.paths, cache, crop_px)
+        for fraction in fractions:
+            idx = stratified_fraction(train.labels, fraction, seed)
+            row = per_seed.setdefault(f"{fraction:g}", {"linear": [], "knn": [], "n": []})
+            row["n"].append(len(idx))
+            row["linear"].append(linear_probe(train_x[idx], train.labels[idx], test_x, test.labels))
+            row["knn"].append(knn(train_x[idx], train.labels[idx], test_x, test.labels, k))
     results = {
         "classes": train.classes,
         "n_train": len(train.paths),
         "n_test": len(test.paths),
+        "seeds": list(seeds),
+        "tiled_at_px": crop_px,
         "by_fraction": {},
     }
-    for fraction in fractions:
-        idx = stratified_fraction(train.labels, fraction, seed)
-        results["by_fraction"][f"{fraction:g}"] = {
-            "n_labels": len(idx),
-            "linear_balanced_accuracy": linear_probe(
-                train_x[idx], train.labels[idx], test_x, test.labels
-            ),
-            "knn_balanced_accuracy": knn(train_x[idx], train.labels[idx], test_x, test.labels, k),
+    for fraction, row in per_seed.items():
+        results["by_fraction"][fraction] = {
+            "n_labels": int(np.median(row["n"])),
+            "linear_balanced_accuracy": float(np.mean(row["linear"])),
+            "linear_std": float(np.std(row["linear"])),
+            "knn_balanced_accuracy": float(np.mean(row["knn"])),
+            "knn_std": float(np.std(row["knn"])),
+            "per_seed": {"linear": row["linear"], "knn": row["knn"]},
         }
     return results
 
@@ -165,14 +240,16 @@ def random_twin(model_dir: Path, seed: int = 0):
 def format_table(name: str, results: dict) -> str:
     lines = [
         f"{name}: {results['n_train']} train / {results['n_test']} test, "
-        f"classes {results['classes']}",
-        f"  {'labels':>8} {'encoder':<10} {'linear':>8} {'kNN':>8}",
+        f"classes {results['classes']}, seeds {results.get('seeds', [0])}"
+        + (f", images tiled at {results['tiled_at_px']} px" if results.get("tiled_at_px") else ""),
+        f"  {'labels':>8} {'encoder':<10} {'linear':>14} {'kNN':>14}",
     ]
     for fraction, row in results["by_fraction"].items():
         for enc, r in row.items():
             lines.append(
-                f"  {fraction:>8} {enc:<10} {r['linear_balanced_accuracy']:8.3f} "
-                f"{r['knn_balanced_accuracy']:8.3f}"
+                f"  {fraction:>8} {enc:<10} "
+                f"{r['linear_balanced_accuracy']:8.3f} ±{r.get('linear_std', 0):.3f} "
+                f"{r['knn_balanced_accuracy']:8.3f} ±{r.get('knn_std', 0):.3f}"
             )
     if "headline" in results:
         lines.append(
@@ -187,23 +264,30 @@ def evaluate_bundle(
     model_dir: Path,
     compare_random: bool = True,
     fractions=(0.01, 0.1, 1.0),
-    seed: int = 0,
+    seeds=(0,),
+    image_mpp: float | None = None,
+    compare: dict[str, Path] | None = None,
 ) -> dict:
-    """Evaluate a bundle and, side by side, its randomly initialised twin."""
-    from pathssl.encoder.bundle import load_encoder
+    """Evaluate a bundle and, side by side, its randomly initialised twin (and any other
+    bundles in `compare`, by name), each at its own resolution."""
+    from pathssl.encoder.bundle import EncoderConfig, load_encoder
 
-    encoders = {"trained": load_encoder(model_dir)}
-    if compare_random:
-        encoders["random"] = random_twin(model_dir, seed)
+    bundles = {"trained": Path(model_dir), **(compare or {})}
+    mpp = image_mpp or dataset_mpp(dataset)
     merged: dict = {}
-    for name, (module, preprocess) in encoders.items():
-        res = evaluate_encoder(dataset, module, preprocess, fractions, seed)
-        merged.setdefault("classes", res["classes"])
-        merged.setdefault("n_train", res["n_train"])
-        merged.setdefault("n_test", res["n_test"])
+    for name, bundle_dir in [*bundles.items(), *([("random", None)] if compare_random else [])]:
+        config = EncoderConfig.from_file((bundle_dir or Path(model_dir)) / "config.json")
+        crop_px = round(config.input_size_px * config.target_mpp / mpp) if mpp else None
+        module, preprocess = (
+            random_twin(model_dir, seeds[0]) if bundle_dir is None else load_encoder(bundle_dir)
+        )
+        res = evaluate_encoder(dataset, module, preprocess, fractions, seeds, crop_px=crop_px)
+        for key in ("classes", "n_train", "n_test", "seeds", "tiled_at_px"):
+            merged.setdefault(key, res[key])
         for fraction, row in res["by_fraction"].items():
             merged.setdefault("by_fraction", {}).setdefault(fraction, {})[name] = row
     # one number per encoder and task: mean balanced accuracy over label fractions and probes
+    names = next(iter(merged["by_fraction"].values())).keys()
     merged["headline"] = {
         name: float(
             np.mean(
@@ -214,6 +298,6 @@ def evaluate_bundle(
                 ]
             )
         )
-        for name in encoders
+        for name in names
     }
     return merged

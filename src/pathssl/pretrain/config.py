@@ -37,9 +37,12 @@ class PretrainConfig:
     momentum_end: float = 1.0
     grad_clip: float = 3.0
     amp: bool = True  # mixed precision on GPU (bf16 where supported, else fp16 with a scaler)
+    channels_last: bool = True  # NHWC convolutions: 1.25x training images/s on CPU (measured)
     seed: int = 0
     num_workers: int = 2
     checkpoint_every: int = 100
+    # stop (checkpointed) when the collapse indicator stays below this for 5 log rows in a row
+    collapse_threshold: float = 0.05
     log_every: int = 10
     output: str = "runs/pretrain"
 

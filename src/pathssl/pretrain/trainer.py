@@ -159,6 +159,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, stop_after_steps: int | N
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     method = build_method(cfg, distributed=info.world > 1).to(device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    method = method.to(memory_format=memory_format)
     optimizer = _optimizer(cfg, method)
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = (
@@ -193,6 +195,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, stop_after_steps: int | N
         cfg.target_mpps,
         cfg.input_px,
     )
+    if info.is_main:
+        lines = source.describe()
+        (out / "data-sources.txt").write_text("\n".join(lines) + "\n")
+        for line in lines:
+            log.info("data: %s", line)
     views = [dataclasses.replace(v, **cfg.augment) for v in method.view_specs()]
     dataset = PretrainDataset(source, views, cfg.seed)
     end = cfg.steps if stop_after_steps is None else min(cfg.steps, start + stop_after_steps)
@@ -212,6 +219,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, stop_after_steps: int | N
     logger = _Logger(out, start, info.is_main)
 
     step = start
+    collapsed_rows = 0
     tic = time.perf_counter()
     method.train()
     for views in loader:
@@ -222,7 +230,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, stop_after_steps: int | N
             group["lr"] = lr
             if not group.get("no_wd"):
                 group["weight_decay"] = wd
-        views = [((v.to(device, non_blocking=True) - mean) / std) for v in views]
+        views = [
+            ((v.to(device, non_blocking=True) - mean) / std).contiguous(memory_format=memory_format)
+            for v in views
+        ]
         autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else contextlib.nullcontext()
         with autocast:
             loss, embeddings = model(views, step / max(1, cfg.steps - 1))
@@ -263,6 +274,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, stop_after_steps: int | N
                     row["images_per_s"],
                 )
             tic = time.perf_counter()
+            low = row["collapse"] < cfg.collapse_threshold
+            if info.world > 1:  # every rank must stop at the same step
+                flag = torch.tensor([float(low)], device=device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+                low = bool(flag.item())
+            collapsed_rows = collapsed_rows + 1 if low else 0
+            if collapsed_rows >= 5:
+                end = step  # checkpoint below, then stop: the run is not learning
         if step % cfg.checkpoint_every == 0 or step == end:
             rng = [torch.get_rng_state()]
             if info.world > 1:
@@ -280,6 +299,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = True, stop_after_steps: int | N
                 _save(last, state)
                 if step == cfg.steps:
                     _save(ckpt_dir / f"step_{step:07d}.pt", state)
+        if step >= end:
+            break
+    if collapsed_rows >= 5:
+        logger.close()
+        raise PathsslError(
+            f"{out}: representations collapsed (indicator below {cfg.collapse_threshold} for "
+            f"5 log rows, step {step}); lower the learning rate or change the method"
+        )
     logger.close()
     if info.world > 1:  # each rank records a digest of its weights: DDP must keep them equal
         digest_dir = out / "rank_digests"

@@ -1,4 +1,5 @@
-"""Slide backends: OpenSlide for WSI formats, SimpleITK for .mha, Pillow for plain images."""
+"""Slide backends: OpenSlide for WSI formats, SimpleITK for .mha, Pillow for plain images,
+DeepZoom pyramids (`deepzoom.py`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from pathssl.errors import SlideReadError
+from pathssl.slide.deepzoom import DeepZoomSlide
 from pathssl.slide.reader import MetadataMpp, Slide, SlideLevel
 
 # Plain (non-pyramidal) images are decoded whole; beyond this they must be converted.
@@ -293,4 +295,4 @@ def _pillow_mpp(im) -> MetadataMpp | None:
     return None
 
 
-BACKENDS = (OpenSlideSlide, PillowSlide, SimpleITKSlide)
+BACKENDS = (DeepZoomSlide, OpenSlideSlide, PillowSlide, SimpleITKSlide)

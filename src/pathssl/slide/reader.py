@@ -31,6 +31,7 @@ SLIDE_SUFFIXES = (
     ".svslide",
     ".bif",
     ".dcm",
+    ".dzi",
     ".mha",
     ".mhd",
     ".png",
