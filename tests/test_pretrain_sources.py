@@ -187,3 +187,23 @@ def test_tiled_evaluation_averages_tiles_at_the_encoder_resolution(
     assert res["tiled_at_px"] == 128 and res["seeds"] == [0, 1]
     row = res["by_fraction"]["1"]["trained"]
     assert row["knn_balanced_accuracy"] == 1.0 and len(row["per_seed"]["knn"]) == 2
+
+
+def test_labelled_benchmarks_are_laid_out_from_the_shared_data(tmp_path: Path) -> None:
+    from pathssl.evaluation.dev_tasks import build_crc_val_32, build_monuseg_organ
+    from pathssl.evaluation.tiles import dataset_mpp, load_split
+
+    if not (CORPUS / "monuseg_he_40x" / "meta.csv").exists():
+        pytest.skip(f"{CORPUS} not present (../shared/data is only on development and CI machines)")
+    counts = build_monuseg_organ(SHARED_WSI.parent, tmp_path)
+    train, test = load_split(tmp_path / "monuseg-organ")
+    assert len(train.paths) == 30 and len(test.paths) == 12  # the two brain regions: no class
+    assert "lung" in train.classes and "liver" not in train.classes
+    assert counts["train/lung"] == 6 and "test/brain" not in counts
+    assert not {p.name for p in train.paths} & {p.name for p in test.paths}
+    assert dataset_mpp(tmp_path / "monuseg-organ") == 0.25
+    pooled_train, pooled_test = load_split(tmp_path / "monuseg-organ-pooled", seed=1)
+    assert len(pooled_train.paths) + len(pooled_test.paths) == 44
+    build_crc_val_32(SHARED_WSI.parent, tmp_path)
+    crc_train, crc_test = load_split(tmp_path / "crc-val-he-32")
+    assert len(crc_train.paths) + len(crc_test.paths) == 32 and len(crc_train.classes) == 8

@@ -16,7 +16,10 @@ Two labelled benchmarks are laid out beside them (links to the shared files, not
   train/test split, one patient per image; the six regions MoNuSeg lists as "liver" come
   from lung sites and are labelled lung; test organs absent from training are left out). Its
   dataset.json states 0.25 um/px, so `pathssl evaluate` tiles each region at the encoder's
-  resolution and averages the tile features;
+  resolution and averages the tile features. The official split puts FFPE diagnostic
+  sections (DX) in training and mostly frozen sections (TS/BS) in test, so
+  monuseg-organ-pooled also pools all 44 regions for seeded 70/30 splits (still one
+  patient per image, so no patient is on both sides);
 - crc-val-he-32: the 32 CRC-VAL-HE-7K tiles of ../shared/data/labelled (8 classes x 4),
   a sanity check only (seeded 70/30 splits).
 """
@@ -111,11 +114,13 @@ def build_monuseg_organ(shared: Path, out: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in rows:
         label = organ[r["file"]]
-        if r["split"] == "test" and label not in train_organs:
-            continue
-        _link(root / r["split"] / r["file"], task / r["split"] / label / r["file"])
-        counts[f"{r['split']}/{label}"] = counts.get(f"{r['split']}/{label}", 0) + 1
-    (task / "dataset.json").write_text('{"mpp": 0.25}\n')
+        if r["split"] == "train" or label in train_organs:
+            _link(root / r["split"] / r["file"], task / r["split"] / label / r["file"])
+            counts[f"{r['split']}/{label}"] = counts.get(f"{r['split']}/{label}", 0) + 1
+        pooled = Path(out) / "monuseg-organ-pooled" / label / r["file"]
+        _link(root / r["split"] / r["file"], pooled)
+    for t in (task, Path(out) / "monuseg-organ-pooled"):
+        (t / "dataset.json").write_text('{"mpp": 0.25}\n')
     return counts
 
 
