@@ -284,7 +284,7 @@ def test_collapse_stops_the_run_checkpointed(manifest: Path, tmp_path: Path) -> 
 
     # a threshold no run can pass: the indicator is always "collapsed"
     cfg = tiny_config(manifest, tmp_path, "simclr", steps=8, collapse_threshold=10.0)
-    with pytest.raises(PathsslError, match="collapsed .* step 5"):
+    with pytest.raises(PathsslError, match=r"collapsed .* step 5"):
         pretrain(cfg, resume=False)
     assert load_checkpoint(tmp_path / "checkpoints/last.pt")["step"] == 5
     assert "1 slides, 0 images" in (tmp_path / "data-sources.txt").read_text()

@@ -255,6 +255,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "resolution and average (default: the dataset's dataset.json, else resize whole)",
     )
     p.add_argument(
+        "--resize-whole",
+        action="store_true",
+        help="ignore dataset.json: centre-crop and resize each image whole, as "
+        "pathssl.load_encoder's preprocess does",
+    )
+    p.add_argument(
         "--compare",
         action="append",
         default=[],
@@ -288,6 +294,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             tuple(range(args.seeds)),
             args.image_mpp,
             compare,
+            args.resize_whole,
         )
         results[dataset.name] = res
         print(format_table(dataset.name, res))

@@ -267,13 +267,14 @@ def evaluate_bundle(
     seeds=(0,),
     image_mpp: float | None = None,
     compare: dict[str, Path] | None = None,
+    resize_whole: bool = False,
 ) -> dict:
     """Evaluate a bundle and, side by side, its randomly initialised twin (and any other
     bundles in `compare`, by name), each at its own resolution."""
     from pathssl.encoder.bundle import EncoderConfig, load_encoder
 
     bundles = {"trained": Path(model_dir), **(compare or {})}
-    mpp = image_mpp or dataset_mpp(dataset)
+    mpp = None if resize_whole else image_mpp or dataset_mpp(dataset)
     merged: dict = {}
     for name, bundle_dir in [*bundles.items(), *([("random", None)] if compare_random else [])]:
         config = EncoderConfig.from_file((bundle_dir or Path(model_dir)) / "config.json")
