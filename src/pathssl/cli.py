@@ -76,6 +76,12 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         help="minimum tissue fraction of a kept tile (default 0.25)",
     )
     p.add_argument(
+        "--keep-ink",
+        action="store_true",
+        help="do not exclude marker ink from tissue (for stains with green or blue "
+        "components, e.g. Masson's trichrome, which the ink rules would take for ink)",
+    )
+    p.add_argument(
         "--max-tiles",
         type=int,
         default=None,
@@ -109,6 +115,7 @@ def _run_embed(args: argparse.Namespace) -> int:
         args,
         tissue_mask=args.tissue_mask,
         min_tissue_fraction=args.min_tissue,
+        exclude_ink=not args.keep_ink,
         max_tiles=args.max_tiles,
         device=args.device,
         compile=args.compile,

@@ -57,6 +57,7 @@ class EmbedOptions:
     mpp: float | None = None  # level-0 microns per pixel override
     tissue_mask: Path | None = None
     min_tissue_fraction: float = 0.25
+    exclude_ink: bool = True  # marker ink is not tissue (see ink.py)
     mpp_tolerance: float = 0.05
     max_tiles: int | None = None
     batch_size: int = 64
@@ -107,7 +108,7 @@ def embed_slide(
         if options.tissue_mask is not None:
             tissue = load_tissue_mask(Path(options.tissue_mask), slide, resolution.mpp)
         else:
-            tissue = detect_tissue(thumb)
+            tissue = detect_tissue(thumb, exclude_ink=options.exclude_ink)
         cfg = bundle.config
         spec = TilingSpec(
             target_mpp=cfg.target_mpp,
@@ -277,6 +278,7 @@ def embed_slide(
                 "source": tissue.source,
                 "mask_mpp": tissue.mpp,
                 "fraction_of_slide": float(tissue.mask.mean()),
+                "ink_fraction_excluded": tissue.ink_fraction,
             },
             "tiling": {
                 "target_mpp": spec.target_mpp,

@@ -1,7 +1,8 @@
 """Tissue masks: detected on a low-resolution rendering of the slide, or given by the user.
 
-Detection works on brightfield (H&E, IHC: stained tissue is saturated, glass is not) and on
-fluorescence (tissue is bright on a dark background); which one is decided from the image.
+Detection works on brightfield (H&E, IHC: stained tissue is saturated, glass is not; marker
+ink is excluded first, see `ink.py`) and on fluorescence (tissue is bright on a dark
+background); which one is decided from the image.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from pathssl.errors import SlideReadError, TissueError
+from pathssl.ink import ink_mask
 from pathssl.slide.reader import Slide
 
 TISSUE_MPP = 8.0  # microns per pixel of the rendering the mask is computed on
@@ -26,6 +28,7 @@ class TissueMask:
     level0_px_per_mask_px: tuple[float, float]  # (x, y) scale from mask to level 0
     mpp: float  # microns per mask pixel
     source: str  # "detected-brightfield", "detected-fluorescence" or "input:<file name>"
+    ink_fraction: float = 0.0  # share of the rendering taken as marker ink and excluded
 
     def fractions(self, xs_l0: np.ndarray, ys_l0: np.ndarray, size_l0: float) -> np.ndarray:
         """Tissue fraction inside each square level-0 box [x, x+size) x [y, y+size)."""
@@ -101,9 +104,11 @@ def detect_tissue(
     min_region_um2: float = 20_000.0,
     max_hole_um2: float = 50_000.0,
     min_saturation: float = 0.06,
+    exclude_ink: bool = True,
 ) -> TissueMask:
     """Threshold (Otsu with a floor), close small gaps, drop specks, fill small holes."""
     rgb = thumb.rgb.astype(np.float32) / 255.0
+    ink = np.zeros(rgb.shape[:2], bool)
     if is_fluorescence(thumb.rgb):
         signal = ndimage.uniform_filter(rgb.max(axis=2), size=3)
         mode = "fluorescence"
@@ -115,13 +120,19 @@ def detect_tissue(
         )
         mode = "brightfield"
         floor = min_saturation
-    threshold = max(otsu_threshold(signal), floor) if signal.max() > floor else floor
-    mask = signal > threshold
+        if exclude_ink:  # saturated ink would win the Otsu split over tissue
+            ink = ink_mask(thumb.rgb)
+    clean = signal[~ink]
+    threshold = max(otsu_threshold(clean), floor) if clean.size and clean.max() > floor else floor
+    mask = (signal > threshold) & ~ink
     mask = ndimage.binary_closing(mask, structure=np.ones((3, 3)), iterations=2, border_value=0)
+    mask &= ~ink
     px_um2 = thumb.mpp**2
     mask = _remove_small(mask, min_region_um2 / px_um2)
     mask = _fill_small_holes(mask, max_hole_um2 / px_um2)
-    return TissueMask(mask, (thumb.level0_px_per_px,) * 2, thumb.mpp, f"detected-{mode}")
+    return TissueMask(
+        mask, (thumb.level0_px_per_px,) * 2, thumb.mpp, f"detected-{mode}", float(ink.mean())
+    )
 
 
 def _remove_small(mask: np.ndarray, min_px: float) -> np.ndarray:

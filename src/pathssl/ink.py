@@ -1,0 +1,93 @@
+"""Marker ink on brightfield slides: a per-pixel colour rule, cheap enough for thumbnails and
+tiles alike.
+
+Stained tissue lies in a narrow band of hues: H&E from purple (haematoxylin) to pink
+(eosin), IHC from blue (haematoxylin counterstain, pale) to brown (DAB). Marker pens sit
+outside it, or at its saturated edge (as histolab's pen filters and HistoQC's colour checks
+use):
+
+- green, teal and cyan ink: hues from yellow-green to cyan, which no stain produces;
+- blue ink: blue hues far more saturated than a haematoxylin counterstain;
+- red ink: orange-red hues (eosin is magenta-pink, DAB is brown: both lie either side)
+  with a saturation eosin does not reach;
+- black ink (and opaque dirt): pixels darker than any stained section at low power.
+
+Hue is signed degrees: red 0, yellow 60, green 120, cyan +-180, blue -120, magenta -60.
+
+Strict pixels seed ink only in blobs of at least 3 x 3 px. A stroke's blurred rim and its
+dark core are weaker evidence than its middle: pixels that
+pass a looser version of the rules count as ink where they touch a pixel that passes the
+strict one (hysteresis, as in Canny edges), so faint tissue away from ink is never taken.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+GREEN_HUES = (60.0, -165.0)  # hue > 60 or hue < -165: yellow-green through cyan
+GREEN_MIN_SATURATION = 0.2
+BLUE_HUES = (-165.0, -100.0)
+BLUE_MIN_SATURATION = 0.45
+RED_HUES = (-15.0, 15.0)
+RED_MIN_SATURATION = 0.65
+BLACK_MAX_VALUE = 0.25  # of 1.0, the brightest channel
+# The looser rules, for pixels connected to strict ink.
+WEAK_GREEN_MIN_SATURATION = 0.08
+WEAK_BLUE_MIN_SATURATION = 0.25
+WEAK_RED_HUES = (-18.0, 20.0)
+WEAK_RED_MIN_SATURATION = 0.2
+WEAK_BLACK_MAX_VALUE = 0.45
+
+
+def hue_saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signed hue in degrees (red 0), saturation and value in [0, 1] of an (..., 3) uint8 image."""
+    a = rgb.astype(np.float32) / 255.0
+    r, g, b = a[..., 0], a[..., 1], a[..., 2]
+    mx, mn = a.max(axis=-1), a.min(axis=-1)
+    d = np.maximum(mx - mn, 1e-6)
+    hue = np.where(
+        mx == r,
+        60.0 * (g - b) / d,
+        np.where(mx == g, 60.0 * (b - r) / d + 120.0, 60 * (r - g) / d + 240.0),
+    )
+    hue = (hue + 180.0) % 360.0 - 180.0
+    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
+    return hue, sat, mx
+
+
+def ink_mask(rgb: np.ndarray, grow_px: int = 2) -> np.ndarray:
+    """Boolean mask of marker ink in an RGB uint8 image (brightfield), grown by `grow_px`
+    so that the blurred rim of a stroke goes with it."""
+    hue, sat, value = hue_saturation_value(rgb)
+    green_hue = (hue > GREEN_HUES[0]) | (hue < GREEN_HUES[1])
+    blue_hue = (hue >= BLUE_HUES[0]) & (hue < BLUE_HUES[1])
+    strong = (
+        (green_hue & (sat > GREEN_MIN_SATURATION))
+        | (blue_hue & (sat > BLUE_MIN_SATURATION))
+        | ((hue > RED_HUES[0]) & (hue < RED_HUES[1]) & (sat > RED_MIN_SATURATION))
+        | (value < BLACK_MAX_VALUE)
+    )
+    # a stroke is a blob: single strict pixels (a saturated eosin speck) seed nothing
+    strong = ndimage.binary_opening(strong, structure=np.ones((3, 3), bool))
+    if not strong.any():
+        return strong
+    weak = (
+        (green_hue & (sat > WEAK_GREEN_MIN_SATURATION))
+        | (blue_hue & (sat > WEAK_BLUE_MIN_SATURATION))
+        | ((hue > WEAK_RED_HUES[0]) & (hue < WEAK_RED_HUES[1]) & (sat > WEAK_RED_MIN_SATURATION))
+        | (value < WEAK_BLACK_MAX_VALUE)
+    )
+    labels, n = ndimage.label(weak | strong)
+    touched = np.zeros(n + 1, bool)
+    touched[np.unique(labels[strong])] = True
+    touched[0] = False
+    ink = touched[labels]
+    if grow_px > 0:
+        ink = ndimage.binary_dilation(ink, iterations=grow_px)
+    return ink
+
+
+def ink_fraction(rgb: np.ndarray) -> float:
+    """Share of a tile's pixels that are ink (no growing: a per-tile quality measure)."""
+    return float(ink_mask(rgb, grow_px=0).mean())
