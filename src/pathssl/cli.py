@@ -124,10 +124,12 @@ def _run_embed(args: argparse.Namespace) -> int:
     reports = embed_slides(args.paths, args.output, bundle, options, resume=not args.no_resume)
     failed = [r for r in reports if r.status == "failed"]
     done = sum(r.status == "complete" for r in reports)
-    skipped = sum(r.status == "skipped" for r in reports)
+    locked = sum(r.status == "skipped" and r.error is not None for r in reports)
+    skipped = sum(r.status == "skipped" for r in reports) - locked
     print(
-        f"{done} embedded, {skipped} skipped (complete), {len(failed)} failed; "
-        f"summary in {args.output / 'summary.json'}"
+        f"{done} embedded, {skipped} skipped (complete), "
+        + (f"{locked} skipped (held by another process), " if locked else "")
+        + f"{len(failed)} failed; summary in {args.output / 'summary.json'}"
     )
     for r in failed:
         print(f"FAILED {r.error}", file=sys.stderr)

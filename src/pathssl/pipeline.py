@@ -25,8 +25,17 @@ from pathssl.encoder.bundle import EncoderBundle
 from pathssl.errors import PathsslError
 from pathssl.loading import TileBlockDataset, make_loader, plan_blocks
 from pathssl.outputs.atomic import staged_outputs
-from pathssl.outputs.features_h5 import create_features_file
+from pathssl.outputs.disk import (
+    check_free_space,
+    check_writable,
+    estimate_output_bytes,
+    is_output_error,
+    output_error,
+)
+from pathssl.outputs.feature_store import FeatureStore
+from pathssl.outputs.features_h5 import write_features_file
 from pathssl.outputs.images import write_feature_map, write_mask
+from pathssl.outputs.lock import remove_stale_temporaries, slide_lock
 from pathssl.outputs.preview import write_preview
 from pathssl.outputs.unicorn import write_patch_representation, write_slide_representation
 from pathssl.provenance import code_sha256
@@ -183,9 +192,16 @@ def embed_slide(
         "code_sha256": code_sha256(),
     }
 
+    check_free_space(
+        output_dir,
+        estimate_output_bytes(
+            len(grid), cfg.embedding_dim, options.augmentations, int(np.prod(grid.grid_shape))
+        ),
+        str(slide_path),
+    )
     with staged_outputs(output_dir) as stage:
-        h5_path = stage.path(layout.features_h5) if layout.features_h5 else stage.scratch("h5")
-        h5 = create_features_file(h5_path, coords, cfg.embedding_dim, h5_attrs)
+        store = FeatureStore(stage.scratch("features"), len(grid), cfg.embedding_dim)
+        aug_stores: list[FeatureStore] = []
         try:
             t1 = time.perf_counter()
             blocks = plan_blocks(grid, downsample, options.block_tiles)
@@ -217,31 +233,25 @@ def embed_slide(
                         augment,
                     )
 
-            def write_plain(idx: np.ndarray, values: np.ndarray) -> None:
-                h5["features"][idx] = values
-
-            written = run(write_plain)
+            written = run(store.write)
             if written != len(grid):
                 raise PathsslError(f"{slide_path}: embedded {written} of {len(grid)} tiles")
-            if options.augmentations:
-                aug = h5.create_dataset(
-                    "augmented_features",
-                    (options.augmentations, len(grid), cfg.embedding_dim),
-                    dtype="float32",
-                    chunks=(1, min(len(grid), 1024), cfg.embedding_dim),
+            for k in range(options.augmentations):
+                aug_stores.append(
+                    FeatureStore(stage.scratch(f"augmented-{k}"), len(grid), cfg.embedding_dim)
                 )
-                for k in range(options.augmentations):
-
-                    def write_copy(idx: np.ndarray, values: np.ndarray, k: int = k) -> None:
-                        aug[k, idx] = values
-
-                    run(
-                        write_copy,
-                        batch_augmentation(k, cfg.input_size_px),
-                        f"{title[:30]} aug {k + 1}/{options.augmentations}",
-                    )
+                run(
+                    aug_stores[-1].write,
+                    batch_augmentation(k, cfg.input_size_px),
+                    f"{title[:30]} aug {k + 1}/{options.augmentations}",
+                )
             timings["embedding_s"] = time.perf_counter() - t1
-            feats = h5["features"]
+            feats = store.finish()
+            augmented = [s.finish() for s in aug_stores]
+            if layout.features_h5:
+                write_features_file(
+                    stage.path(layout.features_h5), coords, feats, h5_attrs, augmented
+                )
 
             t2 = time.perf_counter()
             embedding = aggregator(feats, grid.grid_rc)
@@ -266,7 +276,9 @@ def embed_slide(
                 write_preview(stage.path(layout.preview), thumb, tissue, grid, feats)
             timings["outputs_s"] = time.perf_counter() - t2
         finally:
-            h5.close()
+            store.close()
+            for s in aug_stores:
+                s.close()
 
         timings["total_s"] = time.perf_counter() - t0
         record = {
@@ -351,41 +363,68 @@ def embed_slides(
             len(slides[shard.rank :: shard.world]),
             len(slides),
         )
+    check_writable(output_root)  # one line before any work if the folder cannot be written
     reports: list[SlideReport] = []
     for path, name in list(zip(slides, names, strict=True))[shard.rank :: shard.world]:
-        out_dir = output_root / name
+        try:
+            reports.append(
+                _embed_locked(path, output_root / name, bundle, options, resume, aggregator)
+            )
+        except OSError as exc:
+            if not is_output_error(exc, output_root):
+                raise
+            raise output_error(exc, output_root / name) from exc  # the run cannot go on
+    try:
+        with staged_outputs(output_root) as stage:
+            summary = {
+                "model": {"name": bundle.config.name, "weights_sha256": bundle.weights_sha256},
+                "slides": [asdict(r) for r in reports],
+            }
+            stage.path(shard.summary_name).write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as exc:
+        raise output_error(exc, output_root) from exc
+    return reports
+
+
+def _embed_locked(
+    path: Path,
+    out_dir: Path,
+    bundle: EncoderBundle,
+    options: EmbedOptions,
+    resume: bool,
+    aggregator: SlideAggregator,
+) -> SlideReport:
+    """One slide under its lock: skipped if another process holds it or it is complete;
+    a failure is recorded as one line. Output-side OSErrors (disk full, read-only) propagate."""
+    with slide_lock(out_dir) as held:
+        if not held:
+            log.warning(
+                "%s: another process is embedding it (lock beside %s), skipped", path.name, out_dir
+            )
+            return SlideReport(
+                str(path), "skipped", str(out_dir), error="locked by another process"
+            )
+        stale = remove_stale_temporaries(out_dir)
+        if stale:
+            log.info("%s: removed %d temporary files of an interrupted run", path.name, len(stale))
         if resume and is_complete(out_dir, bundle, options.layout):
             log.info("%s: outputs complete, skipped", path.name)
-            reports.append(SlideReport(str(path), "skipped", str(out_dir)))
-            continue
+            return SlideReport(str(path), "skipped", str(out_dir))
         t0 = time.perf_counter()
         try:
             record = embed_slide(path, out_dir, bundle, options, aggregator)
         except PathsslError as exc:
             log.error("%s: failed: %s", path.name, exc)
-            reports.append(SlideReport(str(path), "failed", str(out_dir), error=str(exc)))
-            continue
+            return SlideReport(str(path), "failed", str(out_dir), error=str(exc))
         except Exception as exc:  # an unexpected bug on one slide must not stop the archive
+            if is_output_error(exc, out_dir.parent):
+                raise
             log.exception("%s: failed unexpectedly", path.name)
             msg = f"{path}: unexpected {type(exc).__name__}: {exc}"
-            reports.append(SlideReport(str(path), "failed", str(out_dir), error=msg))
-            continue
-        reports.append(
-            SlideReport(
-                str(path),
-                "complete",
-                str(out_dir),
-                record["tiling"]["tiles"],
-                time.perf_counter() - t0,
-            )
+            return SlideReport(str(path), "failed", str(out_dir), error=msg)
+        return SlideReport(
+            str(path), "complete", str(out_dir), record["tiling"]["tiles"], time.perf_counter() - t0
         )
-    with staged_outputs(output_root) as stage:
-        summary = {
-            "model": {"name": bundle.config.name, "weights_sha256": bundle.weights_sha256},
-            "slides": [asdict(r) for r in reports],
-        }
-        stage.path(shard.summary_name).write_text(json.dumps(summary, indent=2) + "\n")
-    return reports
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,10 @@ class Stage:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink(missing_ok=True)
+            # side files some writers create next to it (ITK's .zraw while compressing)
+            for side in tmp.parent.glob(f"{tmp.name}*") if tmp.parent.is_dir() else []:
+                if side.is_file():
+                    side.unlink(missing_ok=True)
         self._remove_scratch()
         for d in reversed(self._created_dirs):
             with suppress(OSError):

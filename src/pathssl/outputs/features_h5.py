@@ -25,3 +25,59 @@ def create_features_file(
     for key, value in attrs.items():
         h5.attrs[key] = value
     return h5
+
+
+# Up to this size features.h5 is assembled in memory and written with plain file I/O, so a
+# disk that fills is a clean OSError: HDF5's own write path can crash the process on ENOSPC.
+# Larger files are written by HDF5 directly, after the pipeline's free-space check.
+IN_MEMORY_MAX_BYTES = 512 * 2**20
+
+
+def write_features_file(
+    path: Path,
+    coords_l0: np.ndarray,
+    features: np.ndarray,
+    attrs: dict[str, Any],
+    augmented: list[np.ndarray] | None = None,
+    chunk_rows: int = 1024,
+) -> None:
+    """features.h5 from finished arrays (memory-mapped is fine), copied in row chunks."""
+    augmented = augmented or []
+    if features.nbytes * (1 + len(augmented)) > IN_MEMORY_MAX_BYTES:
+        with h5py.File(path, "w") as h5:
+            _fill(h5, coords_l0, features, attrs, augmented, chunk_rows)
+        return
+    with h5py.File(f"{path}.in-memory", "w", driver="core", backing_store=False) as h5:
+        _fill(h5, coords_l0, features, attrs, augmented, chunk_rows)
+        h5.flush()
+        image = h5.id.get_file_image()
+    with open(path, "wb") as fh:
+        fh.write(image)
+
+
+def _fill(
+    h5: h5py.File,
+    coords_l0: np.ndarray,
+    features: np.ndarray,
+    attrs: dict[str, Any],
+    augmented: list[np.ndarray],
+    chunk_rows: int,
+) -> None:
+    rows, dim = features.shape
+    rows_per_chunk = max(1, min(rows, chunk_rows))
+    h5.create_dataset("features", (rows, dim), dtype="float32", chunks=(rows_per_chunk, dim))
+    h5.create_dataset("coords", data=coords_l0.astype(np.int64))
+    for key, value in attrs.items():
+        h5.attrs[key] = value
+    for start in range(0, rows, chunk_rows):
+        h5["features"][start : start + chunk_rows] = features[start : start + chunk_rows]
+    if augmented:
+        aug = h5.create_dataset(
+            "augmented_features",
+            (len(augmented), rows, dim),
+            dtype="float32",
+            chunks=(1, rows_per_chunk, dim),
+        )
+        for k, copy in enumerate(augmented):
+            for start in range(0, rows, chunk_rows):
+                aug[k, start : start + chunk_rows] = copy[start : start + chunk_rows]
