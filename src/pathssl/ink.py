@@ -10,7 +10,8 @@ use):
 - blue ink: blue hues far more saturated than a haematoxylin counterstain;
 - red ink: orange-red hues (eosin is magenta-pink, DAB is brown: both lie either side)
   with a saturation eosin does not reach;
-- black ink (and opaque dirt): pixels darker than any stained section at low power.
+- black ink (and opaque dirt): near-neutral pixels darker than any stained section at low
+  power (dense haematoxylin is as dark, but purple).
 
 Hue is signed degrees: red 0, yellow 60, green 120, cyan +-180, blue -120, magenta -60.
 
@@ -31,13 +32,18 @@ BLUE_HUES = (-165.0, -100.0)
 BLUE_MIN_SATURATION = 0.45
 RED_HUES = (-15.0, 15.0)
 RED_MIN_SATURATION = 0.65
-BLACK_MAX_VALUE = 0.25  # of 1.0, the brightest channel
+BLACK_MAX_VALUE = 0.2  # of 1.0, the brightest channel ...
+BLACK_MAX_SATURATION = 0.35  # ... and near-neutral: dense haematoxylin is dark but purple
 # The looser rules, for pixels connected to strict ink.
 WEAK_GREEN_MIN_SATURATION = 0.08
 WEAK_BLUE_MIN_SATURATION = 0.25
 WEAK_RED_HUES = (-18.0, 20.0)
 WEAK_RED_MIN_SATURATION = 0.2
-WEAK_BLACK_MAX_VALUE = 0.45
+WEAK_DARK_RED_HUES = (-40.0, 20.0)  # dark maroon ink; dark haematoxylin lies below -50
+WEAK_DARK_RED_MAX_VALUE = 0.45
+WEAK_DARK_RED_MIN_SATURATION = 0.4
+WEAK_BLACK_MAX_VALUE = 0.35
+WEAK_BLACK_MAX_SATURATION = 0.3
 
 
 def hue_saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -66,7 +72,7 @@ def ink_mask(rgb: np.ndarray, grow_px: int = 2) -> np.ndarray:
         (green_hue & (sat > GREEN_MIN_SATURATION))
         | (blue_hue & (sat > BLUE_MIN_SATURATION))
         | ((hue > RED_HUES[0]) & (hue < RED_HUES[1]) & (sat > RED_MIN_SATURATION))
-        | (value < BLACK_MAX_VALUE)
+        | ((value < BLACK_MAX_VALUE) & (sat < BLACK_MAX_SATURATION))
     )
     # a stroke is a blob: single strict pixels (a saturated eosin speck) seed nothing
     strong = ndimage.binary_opening(strong, structure=np.ones((3, 3), bool))
@@ -76,7 +82,13 @@ def ink_mask(rgb: np.ndarray, grow_px: int = 2) -> np.ndarray:
         (green_hue & (sat > WEAK_GREEN_MIN_SATURATION))
         | (blue_hue & (sat > WEAK_BLUE_MIN_SATURATION))
         | ((hue > WEAK_RED_HUES[0]) & (hue < WEAK_RED_HUES[1]) & (sat > WEAK_RED_MIN_SATURATION))
-        | (value < WEAK_BLACK_MAX_VALUE)
+        | ((value < WEAK_BLACK_MAX_VALUE) & (sat < WEAK_BLACK_MAX_SATURATION))
+        | (
+            (hue > WEAK_DARK_RED_HUES[0])
+            & (hue < WEAK_DARK_RED_HUES[1])
+            & (value < WEAK_DARK_RED_MAX_VALUE)
+            & (sat > WEAK_DARK_RED_MIN_SATURATION)
+        )
     )
     labels, n = ndimage.label(weak | strong)
     touched = np.zeros(n + 1, bool)

@@ -20,6 +20,7 @@ from pathssl.slide.reader import Slide
 
 TISSUE_MPP = 8.0  # microns per pixel of the rendering the mask is computed on
 CHUNK_SIDE_PX = 4096  # level pixels per side of one region read when rendering
+RENDER_SLACK = 0.02  # a rendering may be this much coarser than TISSUE_MPP
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,16 @@ class Thumbnail:
 
 
 def render_thumbnail(slide: Slide, mpp: float, target_mpp: float = TISSUE_MPP) -> Thumbnail:
-    """Render the slide at about `target_mpp` (never coarser) by block-averaging chunks read
+    """Render the slide at about `target_mpp` (at most 2 % coarser) by block-averaging chunks read
     from the finest pyramid level that is not coarser, so no whole level is ever in memory."""
     levels = slide.levels
-    finer = [i for i, lv in enumerate(levels) if lv.downsample * mpp <= target_mpp * 1.001]
+    # 2 % slack: pyramids round their level sizes, so a level meant to be 16x may be 16.06x;
+    # without it one pyramid of a slide renders at 8 um/px and another at 4 (other tiles)
+    limit = target_mpp * (1 + RENDER_SLACK)
+    finer = [i for i, lv in enumerate(levels) if lv.downsample * mpp <= limit]
     level = max(finer, key=lambda i: levels[i].downsample) if finer else 0
     lv = levels[level]
-    factor = max(1, math.floor(target_mpp / (lv.downsample * mpp) + 1e-6))
+    factor = max(1, math.floor(limit / (lv.downsample * mpp) + 1e-6))
     cols, rows = math.ceil(lv.width / factor), math.ceil(lv.height / factor)
     out = np.empty((rows, cols, 3), np.uint8)
     # Square chunks of 4096 level pixels (for factors that divide it): a multiple of the usual
