@@ -1,8 +1,9 @@
 """One process per slide: an advisory lock per output folder, and what a killed run left.
 
 The lock is `flock` on `.<slide>.lock` beside the slide's folder: the kernel releases it
-when its process dies, however it dies, so a stale lock file never blocks a new run. Holding
-it, a run knows that temporary files in the folder belong to no live process.
+when its process dies, however it dies, so a lock file left by a killed run never blocks a
+new one. Holding it, a run knows that temporary files in the folder belong to no live
+process.
 """
 
 from __future__ import annotations
@@ -18,22 +19,32 @@ TEMPORARY_MARKERS = (".tmp-", ".scratch-")
 
 @contextmanager
 def slide_lock(output_dir: Path) -> Iterator[bool]:
-    """Yields True with the lock held, or False at once if another process holds it."""
+    """Yields True with the lock held, or False at once if another process holds it. The
+    lock file is removed on release, so a finished run leaves none behind."""
     output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     lock_path = output_dir.parent / f".{output_dir.name}.lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             yield False
             return
+        # the holder before us may have removed the file after we opened it: then our lock
+        # is on an orphaned inode, and a third process could lock the new file; try again
         try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield True
     finally:
+        lock_path.unlink(missing_ok=True)  # while still holding it
         os.close(fd)
 
 
