@@ -67,3 +67,20 @@ def test_folder_without_slides(tmp_path: Path) -> None:
 def test_debug_shows_traceback(tmp_path: Path) -> None:
     proc = run_cli("--debug", "embed", str(tmp_path), "-o", str(tmp_path / "o"))
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_pretrain_help_names_every_method() -> None:
+    from pathssl.pretrain.methods import METHODS
+
+    proc = run_cli("pretrain", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert sorted(METHODS) == ["barlow", "byol", "dino", "moco", "simclr"]
+    for key, name in [
+        ("simclr", "SimCLR"),
+        ("dino", "DINO"),
+        ("byol", "BYOL"),
+        ("moco", "MoCo v2"),
+        ("barlow", "Barlow Twins"),
+    ]:
+        assert f"{key} ({name})" in text

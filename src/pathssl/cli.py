@@ -187,8 +187,21 @@ def _run_init_model(args: argparse.Namespace) -> int:
 
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pretrain", help="self-supervised pretraining of a tile encoder")
-    p.add_argument("--config", type=Path, default=None, help="YAML config (configs/pretrain/)")
+    p = sub.add_parser(
+        "pretrain",
+        help="self-supervised pretraining of a tile encoder",
+        description="Self-supervised pretraining of a tile encoder on slides and images. "
+        "Methods (config key `method`): simclr (SimCLR), dino (DINO), byol (BYOL), "
+        "moco (MoCo v2), barlow (Barlow Twins), on any timm backbone (`architecture`). "
+        "configs/pretrain/corpus.yaml is the bundled model's recipe; the run resumes from "
+        "its last checkpoint unless --no-resume.",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML config (configs/pretrain/*.yaml; default: built-in SimCLR defaults)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
