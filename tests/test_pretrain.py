@@ -184,6 +184,11 @@ def test_cli_export_and_embed(manifest: Path, tmp_path: Path, cmu_slide: Path) -
 
     bundle = load_bundle(tmp_path / "bundle")
     assert bundle.config.trained and "byol (teacher network)" in bundle.config.provenance
+    # the run's records travel with the weights (the model card's data)
+    log_rows = (tmp_path / "bundle" / "training-log.csv").read_text().splitlines()
+    assert log_rows[0].startswith("step,loss") and len(log_rows) == 2
+    assert "1 slides" in (tmp_path / "bundle" / "training-data.txt").read_text()
+    assert "method: byol" in (tmp_path / "bundle" / "training-config.yaml").read_text()
     # the exported encoder is BYOL's target network
     state = load_checkpoint(tmp_path / "run/checkpoints/last.pt")["model"]
     teacher = {

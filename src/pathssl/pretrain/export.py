@@ -35,4 +35,26 @@ def export_checkpoint(checkpoint: Path, output_dir: Path, name: str | None = Non
         ),
         timm_kwargs=dict(cfg.timm_kwargs),
     )
-    return save_bundle(encoder, config, output_dir)
+    saved = save_bundle(encoder, config, output_dir)
+    copy_run_records(Path(checkpoint).parent.parent, Path(output_dir))
+    return saved
+
+
+# What a training run records, copied into the bundle beside the weights (model card data).
+RUN_RECORDS = {
+    "config.yaml": "training-config.yaml",
+    "log.csv": "training-log.csv",
+    "data-sources.txt": "training-data.txt",
+}
+
+
+def copy_run_records(run_dir: Path, bundle_dir: Path) -> list[str]:
+    """Copy the run's config, loss log and data summary into the bundle, where present."""
+    import shutil
+
+    copied = []
+    for name, target in RUN_RECORDS.items():
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, bundle_dir / target)
+            copied.append(target)
+    return copied
