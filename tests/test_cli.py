@@ -67,6 +67,17 @@ def test_folder_without_slides(tmp_path: Path) -> None:
 def test_debug_shows_traceback(tmp_path: Path) -> None:
     proc = run_cli("--debug", "embed", str(tmp_path), "-o", str(tmp_path / "o"))
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+    after = run_cli("embed", str(tmp_path), "-o", str(tmp_path / "o"), "--debug")
+    assert after.returncode != 0 and "Traceback" in after.stderr
+    plain = run_cli("embed", str(tmp_path), "-o", str(tmp_path / "o"))
+    assert plain.returncode != 0 and "Traceback" not in plain.stderr
+
+
+def test_version() -> None:
+    import pathssl
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"pathssl {pathssl.__version__}"
 
 
 def test_pretrain_help_names_every_method() -> None:

@@ -449,8 +449,11 @@ def _run_cohort(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pathssl import __version__
+
     parser = argparse.ArgumentParser(prog="pathssl", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"pathssl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_embed(sub)
     _add_import(sub)
@@ -460,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_dev_tasks(sub)
     _add_slide_ssl(sub)
+    for command in sub.choices.values():  # --debug also after the subcommand
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        )
     return parser
 
 
