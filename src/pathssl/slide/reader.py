@@ -133,6 +133,7 @@ class Slide(ABC):
 def open_slide(path: str | Path) -> Slide:
     """Open `path` with the first backend that recognises its content (not its suffix)."""
     from pathssl.slide.backends import BACKENDS
+    from pathssl.slide.multiplex import refuse_multiplex
 
     path = Path(path)
     if not path.exists():
@@ -141,6 +142,7 @@ def open_slide(path: str | Path) -> Slide:
         raise SlideReadError(f"{path}: is a directory, not a slide (give a file)")
     if path.stat().st_size == 0:
         raise SlideReadError(f"{path}: file is empty (0 bytes); copy the slide again")
+    refuse_multiplex(path)  # before OpenSlide or Pillow would read its first channel alone
     for backend in BACKENDS:
         if backend.can_open(path):
             return backend.open(path)
