@@ -21,6 +21,7 @@ from pathssl.slide.reader import Slide
 TISSUE_MPP = 8.0  # microns per pixel of the rendering the mask is computed on
 CHUNK_SIDE_PX = 4096  # level pixels per side of one region read when rendering
 RENDER_SLACK = 0.02  # a rendering may be this much coarser than TISSUE_MPP
+PROGRESS_MIN_CHUNKS = 16  # 16 chunks of 4096² px: a few seconds of decoding and more
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,19 @@ def render_thumbnail(slide: Slide, mpp: float, target_mpp: float = TISSUE_MPP) -
     # Square chunks of 4096 level pixels (for factors that divide it): a multiple of the usual
     # 256 and 512 px slide tiles, so each slide tile is decoded once, not once per strip.
     step = max(1, CHUNK_SIDE_PX // factor)
-    for r0 in range(0, rows, step):
-        for c0 in range(0, cols, step):
+    chunks = [(r0, c0) for r0 in range(0, rows, step) for c0 in range(0, cols, step)]
+    from tqdm import tqdm
+
+    # a bar where rendering takes a while (large flat slides decode gigapixels here)
+    bar = tqdm(
+        total=len(chunks),
+        desc=f"tissue {slide.path.name[:30]}",
+        unit="chunk",
+        disable=None if len(chunks) >= PROGRESS_MIN_CHUNKS else True,
+        leave=False,
+    )
+    with bar:
+        for r0, c0 in chunks:
             r1, c1 = min(rows, r0 + step), min(cols, c0 + step)
             chunk = slide.read_region_image(
                 round(c0 * factor * lv.downsample),
@@ -81,6 +93,7 @@ def render_thumbnail(slide: Slide, mpp: float, target_mpp: float = TISSUE_MPP) -
             )
             # Pillow's box reduction: the rounded block mean, 3x faster than numpy's (measured)
             out[r0:r1, c0:c1] = np.asarray(chunk.reduce(factor))
+            bar.update()
     scale = lv.downsample * factor
     return Thumbnail(out, scale, mpp * scale)
 
