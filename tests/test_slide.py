@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CMU_SLIDE, shared_slide
+from conftest import CMU_SLIDE, SHARED_WSI, shared_slide
 
 from pathssl.errors import SlideReadError
 from pathssl.slide import find_slides, open_slide
@@ -149,3 +149,31 @@ def test_native_read_matches_openslide_public_api(
     assert region.flags.c_contiguous and region.shape == (h, w, 3)
     assert np.abs(region.astype(int) - expected).max() <= 1  # premultiplied rounding
     np.testing.assert_array_equal(image, region)
+
+
+def test_truncated_tiff_is_called_truncated(cmu_slide: Path, tmp_path: Path) -> None:
+    for fraction in (50, 3):  # a fiftieth and a third of the real SVS
+        path = tmp_path / f"truncated-{fraction}.svs"
+        path.write_bytes(cmu_slide.read_bytes()[: cmu_slide.stat().st_size // fraction])
+        with pytest.raises(SlideReadError, match=r"truncated: .* copy or download the slide"):
+            open_slide(path)
+
+
+def test_dicom_without_image_type_is_not_called_corrupt(tmp_path: Path) -> None:
+    """The real openslide-python DICOM fixture with its ImageType element cut out."""
+    import struct
+
+    src = SHARED_WSI / "synthetic"
+    if not (src / "openslide-python_boxes_0.dcm").exists():
+        pytest.skip(f"{src} not present (../shared/data is only on development and CI machines)")
+    for name in ("openslide-python_boxes_0.dcm", "openslide-python_boxes_1.dcm"):
+        shutil.copy(src / name, tmp_path / name)
+    path = tmp_path / "openslide-python_boxes_0.dcm"
+    data = path.read_bytes()
+    at = data.find(b"\x08\x00\x08\x00CS")  # (0008,0008) ImageType, explicit VR little endian
+    assert at > 0
+    length = struct.unpack("<H", data[at + 6 : at + 8])[0]
+    path.write_bytes(data[:at] + data[at + 8 + length :])
+    with pytest.raises(SlideReadError, match=r"ImageType attribute .* is not truncated") as info:
+        open_slide(path)
+    assert "corrupt" not in str(info.value)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from pathssl.errors import SlideReadError
 from pathssl.slide.deepzoom import DeepZoomSlide
+from pathssl.slide.diagnose import describe_open_failure
 from pathssl.slide.reader import MetadataMpp, Slide, SlideLevel
 
 # Plain (non-pyramidal) images are decoded whole; beyond this they must be converted.
@@ -73,10 +74,7 @@ class OpenSlideSlide(Slide):
         try:
             self._osr = openslide.OpenSlide(str(path))
         except Exception as exc:
-            raise SlideReadError(
-                f"{path}: OpenSlide cannot open it ({exc}); the file may be truncated or "
-                "corrupt: re-export or re-download it"
-            ) from exc
+            raise SlideReadError(describe_open_failure(path, exc)) from exc
         self.vendor = self._osr.properties.get("openslide.vendor", "unknown")
         self._levels = tuple(
             SlideLevel(int(w), int(h), float(d))

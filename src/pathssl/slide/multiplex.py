@@ -32,10 +32,15 @@ def multiplex_channels(path: Path) -> tuple[str, int] | None:
         description = str(image.tag_v2.get(270, ""))
         size = image.size
         channels = 0
-        for page in range(min(getattr(image, "n_frames", 1), MAX_PAGES_SCANNED)):
-            image.seek(page)
-            if image.size == size and image.mode in SINGLE_CHANNEL_MODES:
-                channels += 1
+        try:
+            for page in range(MAX_PAGES_SCANNED):
+                image.seek(page)
+                if image.size == size and image.mode in SINGLE_CHANNEL_MODES:
+                    channels += 1
+        except EOFError:
+            pass  # no more pages
+        except Exception:
+            return None  # a damaged page chain: the readers report it
     if "PerkinElmer-QPI" in description:
         kind = "PerkinElmer/Akoya qptiff"
     elif "<OME" in description:

@@ -146,10 +146,9 @@ def open_slide(path: str | Path) -> Slide:
     for backend in BACKENDS:
         if backend.can_open(path):
             return backend.open(path)
-    raise SlideReadError(
-        f"{path}: not a format OpenSlide, SimpleITK or Pillow can read; convert it to a tiled "
-        "pyramidal TIFF (e.g. `vips tiffsave IN OUT.tif --tile --pyramid --compression jpeg`)"
-    )
+    from pathssl.slide.diagnose import describe_unreadable
+
+    raise SlideReadError(describe_unreadable(path))
 
 
 def find_slides(paths: Iterable[str | Path]) -> list[Path]:

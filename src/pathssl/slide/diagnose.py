@@ -1,0 +1,101 @@
+"""Why no backend could open a file, said precisely: truncated, damaged, or another format.
+
+A truncated slide and an unsupported one need different fixes (copy it again, or convert
+it), so the file's own structure is checked before the error is worded.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+CONVERT_HINT = (
+    "convert it to a tiled pyramidal TIFF (e.g. `vips tiffsave IN OUT.tif --tile --pyramid "
+    "--compression jpeg`)"
+)
+MAX_DIRECTORIES = 1000
+
+
+def _tiff_directory_past_end(head: bytes, fh, size: int) -> int | None:
+    """Offset of the first TIFF directory (IFD) that lies past the end of the file, or None."""
+    order = "<" if head[:2] == b"II" else ">"
+    big = struct.unpack(order + "H", head[2:4])[0] == 43
+    offset = struct.unpack(order + ("Q" if big else "I"), head[8:16] if big else head[4:8])[0]
+    count_fmt, entry_size, next_fmt = ("Q", 20, "Q") if big else ("H", 12, "I")
+    count_size = struct.calcsize(count_fmt)
+    next_size = struct.calcsize(next_fmt)
+    for _ in range(MAX_DIRECTORIES):
+        if offset == 0:
+            return None
+        if offset + count_size > size:
+            return offset
+        fh.seek(offset)
+        count = struct.unpack(order + count_fmt, fh.read(count_size))[0]
+        end = offset + count_size + count * entry_size + next_size
+        if end > size:
+            return offset
+        fh.seek(end - next_size)
+        offset = struct.unpack(order + next_fmt, fh.read(next_size))[0]
+    return None
+
+
+def describe_unreadable(path: Path) -> str:
+    """One line for a file that no backend opened, naming what is wrong and the fix."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+        if head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+") and len(head) >= 16:
+            past = _tiff_directory_past_end(head, fh, size)
+            if past is not None:
+                return (
+                    f"{path}: truncated: a TIFF-based slide whose image directory at byte "
+                    f"{past} lies past the end of the file ({size} bytes); copy or download "
+                    "the slide again"
+                )
+            return (
+                f"{path}: a TIFF-based file that OpenSlide and Pillow cannot open: damaged, "
+                "or a layout or compression they do not support; check the copy (size, "
+                f"checksum) or {CONVERT_HINT}"
+            )
+        if head[128:132] == b"DICM":
+            return (
+                f"{path}: a DICOM file that is not a readable whole-slide image: OpenSlide "
+                "needs the slide's whole series (VL Whole Slide Microscopy) in one folder; "
+                "check that every file of the series was copied"
+            )
+    return f"{path}: not a format OpenSlide, SimpleITK or Pillow can read; {CONVERT_HINT}"
+
+
+# OpenSlide's words for DICOM files it recognises but will not open, and what they mean
+DICOM_REASONS = {
+    "image flavor": "its ImageType attribute (0008,0008) is missing or names no whole-slide "
+    "flavour (VOLUME, LABEL, OVERVIEW, THUMBNAIL), so OpenSlide cannot tell what it holds; it "
+    "is not truncated: re-export it with a WSI-conformant DICOM writer",
+    "not a whole slide": "it is DICOM but not a VL Whole Slide Microscopy image",
+}
+
+
+def describe_open_failure(path: Path, exc: Exception) -> str:
+    """One line for a file whose format OpenSlide recognised but could not open."""
+    text = str(exc)
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    if head[128:132] == b"DICM":
+        for words, reason in DICOM_REASONS.items():
+            if words in text.lower():
+                return f"{path}: OpenSlide cannot use this DICOM file: {reason} ({text})"
+        return (
+            f"{path}: OpenSlide cannot open this DICOM file ({text}); check that it is a "
+            "VL Whole Slide Microscopy image and that its whole series is in one folder"
+        )
+    if head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        with open(path, "rb") as fh:
+            fh.seek(0)
+            head16 = fh.read(16)
+            past = _tiff_directory_past_end(head16, fh, path.stat().st_size)
+        if past is not None:
+            return describe_unreadable(path)
+    return (
+        f"{path}: OpenSlide cannot open it ({text}); the file may be damaged: check the copy "
+        "(size, checksum), re-export or re-download it"
+    )
