@@ -76,6 +76,12 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         help="minimum tissue fraction of a kept tile (default 0.25)",
     )
     p.add_argument(
+        "--drop-flagged",
+        action="store_true",
+        help="leave tiles flagged by tile QC (marker ink, out of focus) out of every output; "
+        "by default they are kept and flagged in features.h5, run.json and the preview",
+    )
+    p.add_argument(
         "--keep-ink",
         action="store_true",
         help="do not exclude marker ink from tissue (for stains with green or blue "
@@ -116,6 +122,7 @@ def _run_embed(args: argparse.Namespace) -> int:
         tissue_mask=args.tissue_mask,
         min_tissue_fraction=args.min_tissue,
         exclude_ink=not args.keep_ink,
+        drop_flagged=args.drop_flagged,
         max_tiles=args.max_tiles,
         device=args.device,
         compile=args.compile,
@@ -131,6 +138,10 @@ def _run_embed(args: argparse.Namespace) -> int:
         + (f"{locked} skipped (held by another process), " if locked else "")
         + f"{len(failed)} failed; summary in {args.output / 'summary.json'}"
     )
+    flagged = sum(r.qc_flagged for r in reports)
+    if flagged:
+        dropped = sum(r.qc_dropped for r in reports)
+        print(f"tile QC: {flagged} tiles flagged (ink or blur), {dropped} dropped; see run.json")
     for r in failed:
         print(f"FAILED {r.error}", file=sys.stderr)
     return 1 if failed else 0

@@ -57,9 +57,11 @@ def embed_batches(
     label: str,
     on_batch: Callable[[int], None] | None = None,
     augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    inspect: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> int:
     """Embed every tile the loader yields; `write(sorted_indices, features)` stores them.
-    `augment(uint8 tiles, batch number)` -> float tiles on the 0-255 scale, if given.
+    `augment(uint8 tiles, batch number)` -> float tiles on the 0-255 scale, if given;
+    `inspect(uint8 tiles, indices)` sees each batch as read (per-tile quality measures).
     Returns the number of tiles written."""
     written = 0
     autocast = (
@@ -69,6 +71,8 @@ def embed_batches(
     )
     with torch.inference_mode(), autocast:
         for batch_number, (tiles, indices) in enumerate(iter_batches(loader, batch_size)):
+            if inspect is not None:
+                inspect(tiles.numpy(), indices.numpy())
             if augment is not None:
                 tiles = augment(tiles, batch_number)
             x = tiles.to(settings.device, non_blocking=True)

@@ -64,7 +64,14 @@ def hue_saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def ink_mask(rgb: np.ndarray, grow_px: int = 2) -> np.ndarray:
     """Boolean mask of marker ink in an RGB uint8 image (brightfield), grown by `grow_px`
-    so that the blurred rim of a stroke goes with it."""
+    so that the blurred rim of a stroke goes with it. A stack (n, H, W, 3) gives (n, H, W),
+    each image on its own."""
+    batched = rgb.ndim == 4
+    # neighbourhoods within an image only, never across the stack
+    square = np.ones((1, 3, 3) if batched else (3, 3), bool)
+    connect = np.zeros((3, 3, 3), bool) if batched else np.ones((3, 3), bool)
+    if batched:
+        connect[1] = True
     hue, sat, value = hue_saturation_value(rgb)
     green_hue = (hue > GREEN_HUES[0]) | (hue < GREEN_HUES[1])
     blue_hue = (hue >= BLUE_HUES[0]) & (hue < BLUE_HUES[1])
@@ -75,7 +82,7 @@ def ink_mask(rgb: np.ndarray, grow_px: int = 2) -> np.ndarray:
         | ((value < BLACK_MAX_VALUE) & (sat < BLACK_MAX_SATURATION))
     )
     # a stroke is a blob: single strict pixels (a saturated eosin speck) seed nothing
-    strong = ndimage.binary_opening(strong, structure=np.ones((3, 3), bool))
+    strong = ndimage.binary_opening(strong, structure=square)
     if not strong.any():
         return strong
     weak = (
@@ -90,13 +97,13 @@ def ink_mask(rgb: np.ndarray, grow_px: int = 2) -> np.ndarray:
             & (sat > WEAK_DARK_RED_MIN_SATURATION)
         )
     )
-    labels, n = ndimage.label(weak | strong)
+    labels, n = ndimage.label(weak | strong, structure=connect)
     touched = np.zeros(n + 1, bool)
     touched[np.unique(labels[strong])] = True
     touched[0] = False
     ink = touched[labels]
     if grow_px > 0:
-        ink = ndimage.binary_dilation(ink, iterations=grow_px)
+        ink = ndimage.binary_dilation(ink, structure=square, iterations=grow_px)
     return ink
 
 

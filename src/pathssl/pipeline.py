@@ -41,8 +41,9 @@ from pathssl.outputs.unicorn import write_patch_representation, write_slide_repr
 from pathssl.provenance import code_sha256
 from pathssl.slide.reader import find_slides, open_slide, slide_name
 from pathssl.slide.resolution import resolve_mpp
-from pathssl.tiling import TilingSpec, plan_tiles
-from pathssl.tissue import detect_tissue, load_tissue_mask, render_thumbnail
+from pathssl.tile_qc import TileQC
+from pathssl.tiling import TileGrid, TilingSpec, plan_tiles
+from pathssl.tissue import TissueMask, detect_tissue, load_tissue_mask, render_thumbnail
 
 log = logging.getLogger("pathssl")
 
@@ -67,6 +68,7 @@ class EmbedOptions:
     tissue_mask: Path | None = None
     min_tissue_fraction: float = 0.25
     exclude_ink: bool = True  # marker ink is not tissue (see ink.py)
+    drop_flagged: bool = False  # leave tiles flagged by tile QC (ink, blur) out of the outputs
     mpp_tolerance: float = 0.05
     max_tiles: int | None = None
     batch_size: int = 64
@@ -87,6 +89,8 @@ class SlideReport:
     tiles: int = 0
     seconds: float = 0.0
     error: str | None = None
+    qc_flagged: int = 0  # tiles flagged by tile QC (ink, blur); see run.json
+    qc_dropped: int = 0
 
 
 def _json_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -208,7 +212,7 @@ def embed_slide(
             module = prepare_module(bundle, settings, options.compile)
             from tqdm import tqdm
 
-            def run(write, augment=None, desc=title[:40]) -> int:
+            def run(write, augment=None, desc=title[:40], inspect=None) -> int:
                 dataset = TileBlockDataset(slide_path, grid, blocks, downsample)
                 loader = make_loader(
                     dataset,
@@ -231,9 +235,11 @@ def embed_slide(
                         str(slide_path),
                         bar.update,
                         augment,
+                        inspect,
                     )
 
-            written = run(store.write)
+            qc = TileQC.empty(len(grid), judge_ink=_judges_ink(tissue, options))
+            written = run(store.write, inspect=qc.measure)
             if written != len(grid):
                 raise PathsslError(f"{slide_path}: embedded {written} of {len(grid)} tiles")
             for k in range(options.augmentations):
@@ -248,9 +254,21 @@ def embed_slide(
             timings["embedding_s"] = time.perf_counter() - t1
             feats = store.finish()
             augmented = [s.finish() for s in aug_stores]
+            planned = len(grid)
+            qc_summary = qc.summary()
+            if options.drop_flagged:
+                qc_summary["dropped"] = qc_summary["flagged"]
+                grid, coords, feats, augmented, qc = _drop_flagged(
+                    slide_path, grid, feats, augmented, qc
+                )
             if layout.features_h5:
                 write_features_file(
-                    stage.path(layout.features_h5), coords, feats, h5_attrs, augmented
+                    stage.path(layout.features_h5),
+                    coords,
+                    feats,
+                    h5_attrs,
+                    augmented,
+                    {"qc_ink_fraction": qc.ink_fraction, "qc_focus": qc.focus},
                 )
 
             t2 = time.perf_counter()
@@ -273,7 +291,7 @@ def embed_slide(
             if layout.tissue_mask:
                 write_mask(stage.path(layout.tissue_mask), tissue.mask, tissue.mpp, itk_meta)
             if layout.preview:
-                write_preview(stage.path(layout.preview), thumb, tissue, grid, feats)
+                write_preview(stage.path(layout.preview), thumb, tissue, grid, feats, qc.flagged)
             timings["outputs_s"] = time.perf_counter() - t2
         finally:
             store.close()
@@ -302,10 +320,12 @@ def embed_slide(
                 "stride_level0_px": grid.stride_l0_px,
                 "grid_shape": list(grid.grid_shape),
                 "tiles": len(grid),
+                "tiles_planned": planned,
                 "min_tissue_fraction": spec.min_tissue_fraction,
                 "max_tiles": spec.max_tiles,
                 "augmented_copies": options.augmentations,
             },
+            "tile_qc": qc_summary,
             "slide_embedding": {
                 "aggregator": aggregator.name,
                 "weights_sha256": getattr(aggregator, "sha256", None),
@@ -319,6 +339,31 @@ def embed_slide(
         }
         stage.path(layout.run_record).write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _judges_ink(tissue: TissueMask, options: EmbedOptions) -> bool:
+    """Ink is judged on brightfield slides unless the user keeps ink (--keep-ink)."""
+    return options.exclude_ink and tissue.source != "detected-fluorescence"
+
+
+def _drop_flagged(
+    slide_path: Path,
+    grid: TileGrid,
+    feats: np.ndarray,
+    augmented: list[np.ndarray],
+    qc: TileQC,
+) -> tuple[TileGrid, np.ndarray, np.ndarray, list[np.ndarray], TileQC]:
+    """The grid, coordinates, features and QC without the flagged tiles."""
+    keep = ~qc.flagged
+    if not keep.any():
+        raise PathsslError(
+            f"{slide_path}: tile QC flags all {len(keep)} tiles (ink {int(qc.ink.sum())}, "
+            f"blur {int(qc.blurred.sum())}); run without --drop-flagged to keep them"
+        )
+    kept = replace(grid, grid_rc=grid.grid_rc[keep], tissue_fraction=grid.tissue_fraction[keep])
+    kept_qc = replace(qc, ink_fraction=qc.ink_fraction[keep], focus=qc.focus[keep])
+    feats, augmented = np.asarray(feats[keep]), [np.asarray(a[keep]) for a in augmented]
+    return kept, kept.coords_l0, feats, augmented, kept_qc
 
 
 def is_complete(output_dir: Path, bundle: EncoderBundle, layout: OutputLayout) -> bool:
@@ -423,7 +468,13 @@ def _embed_locked(
             msg = f"{path}: unexpected {type(exc).__name__}: {exc}"
             return SlideReport(str(path), "failed", str(out_dir), error=msg)
         return SlideReport(
-            str(path), "complete", str(out_dir), record["tiling"]["tiles"], time.perf_counter() - t0
+            str(path),
+            "complete",
+            str(out_dir),
+            record["tiling"]["tiles"],
+            time.perf_counter() - t0,
+            qc_flagged=record["tile_qc"]["flagged"],
+            qc_dropped=record["tile_qc"]["dropped"],
         )
 
 

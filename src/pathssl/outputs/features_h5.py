@@ -39,16 +39,19 @@ def write_features_file(
     features: np.ndarray,
     attrs: dict[str, Any],
     augmented: list[np.ndarray] | None = None,
+    per_tile: dict[str, np.ndarray] | None = None,
     chunk_rows: int = 1024,
 ) -> None:
-    """features.h5 from finished arrays (memory-mapped is fine), copied in row chunks."""
+    """features.h5 from finished arrays (memory-mapped is fine), copied in row chunks;
+    `per_tile` adds (N,) datasets (tile QC measures)."""
     augmented = augmented or []
+    per_tile = per_tile or {}
     if features.nbytes * (1 + len(augmented)) > IN_MEMORY_MAX_BYTES:
         with h5py.File(path, "w") as h5:
-            _fill(h5, coords_l0, features, attrs, augmented, chunk_rows)
+            _fill(h5, coords_l0, features, attrs, augmented, per_tile, chunk_rows)
         return
     with h5py.File(f"{path}.in-memory", "w", driver="core", backing_store=False) as h5:
-        _fill(h5, coords_l0, features, attrs, augmented, chunk_rows)
+        _fill(h5, coords_l0, features, attrs, augmented, per_tile, chunk_rows)
         h5.flush()
         image = h5.id.get_file_image()
     with open(path, "wb") as fh:
@@ -61,6 +64,7 @@ def _fill(
     features: np.ndarray,
     attrs: dict[str, Any],
     augmented: list[np.ndarray],
+    per_tile: dict[str, np.ndarray],
     chunk_rows: int,
 ) -> None:
     rows, dim = features.shape
@@ -69,6 +73,8 @@ def _fill(
     h5.create_dataset("coords", data=coords_l0.astype(np.int64))
     for key, value in attrs.items():
         h5.attrs[key] = value
+    for name, values in per_tile.items():
+        h5.create_dataset(name, data=np.asarray(values))
     for start in range(0, rows, chunk_rows):
         h5["features"][start : start + chunk_rows] = features[start : start + chunk_rows]
     if augmented:

@@ -1,0 +1,77 @@
+"""Per-tile quality measures, computed on the tiles the encoder sees, as they are read.
+
+- ink_fraction: share of the tile's pixels that are marker ink (`ink.py`'s rule, ungrown);
+- focus: variance of the Laplacian of the grey tile (grey in 0..1) over its interior, the
+  usual focus measure.
+  Below `BLUR_MAX_FOCUS` the tile looks out of focus: on sharp H&E tiles of the CMU and TCGA
+  slides (112 px at 1 µm/px and 224 px at 0.5 µm/px) the 5th percentile was 0.0029 to
+  0.0136, after a Gaussian blur of sigma 2 px the 95th percentile was at most 0.00056
+  (measured, see README). Fluorescence is not judged for ink.
+
+Flags are recorded per tile (features.h5, run.json); `--drop-flagged` leaves flagged tiles
+out of every output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pathssl.ink import ink_mask
+
+INK_MAX_FRACTION = 0.2
+BLUR_MAX_FOCUS = 1e-3
+MEASURES = ("ink_fraction", "focus")
+
+
+def focus(rgb: np.ndarray) -> np.ndarray:
+    """(n,) variance of the 4-neighbour Laplacian of each grey (n, H, W, 3) tile, grey in 0..1,
+    over the tile's interior."""
+    g = rgb.sum(axis=3, dtype=np.float32) / 765.0
+    lap = g[:, 1:-1, :-2] + g[:, 1:-1, 2:] + g[:, :-2, 1:-1] + g[:, 2:, 1:-1] - 4 * g[:, 1:-1, 1:-1]
+    return lap.reshape(len(g), -1).var(axis=1)
+
+
+@dataclass
+class TileQC:
+    """Measures for the N tiles of a slide, filled batch by batch."""
+
+    ink_fraction: np.ndarray
+    focus: np.ndarray
+    judge_ink: bool = True
+
+    @classmethod
+    def empty(cls, n: int, judge_ink: bool = True) -> TileQC:
+        return cls(np.zeros(n, np.float32), np.zeros(n, np.float32), judge_ink)
+
+    def measure(self, tiles: np.ndarray, idx: np.ndarray) -> None:
+        """tiles: (n, 3, H, W) uint8, the tiles at rows `idx`; one vectorised pass a batch
+        (about 0.3 ms a 112 px tile on the development CPU)."""
+        rgb = tiles.transpose(0, 2, 3, 1)
+        if self.judge_ink:  # every fourth pixel: ink strokes are far wider than that
+            self.ink_fraction[idx] = ink_mask(rgb[:, ::4, ::4], grow_px=0).mean(axis=(1, 2))
+        self.focus[idx] = focus(rgb)
+
+    @property
+    def ink(self) -> np.ndarray:
+        return self.ink_fraction > INK_MAX_FRACTION
+
+    @property
+    def blurred(self) -> np.ndarray:
+        return self.focus < BLUR_MAX_FOCUS
+
+    @property
+    def flagged(self) -> np.ndarray:
+        return self.ink | self.blurred
+
+    def summary(self) -> dict:
+        return {
+            "ink_flagged": int(self.ink.sum()),
+            "blur_flagged": int(self.blurred.sum()),
+            "flagged": int(self.flagged.sum()),
+            "dropped": 0,
+            "ink_max_fraction": INK_MAX_FRACTION,
+            "blur_max_focus": BLUR_MAX_FOCUS,
+            "ink_judged": self.judge_ink,
+        }
