@@ -137,3 +137,19 @@ def test_a_killed_holder_releases_its_lock(tmp_path: Path) -> None:
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+def test_grand_challenge_job_on_a_full_output_is_one_line(tmp_path: Path) -> None:
+    """process.py on the test case with /output on a 40 KB disk."""
+    with tmpfs(tmp_path / "output", "40k") as output:
+        done = subprocess.run(
+            [sys.executable, "process.py", "--input", "test/input", "--output", str(output)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert done.returncode != 0
+        assert "Traceback" not in done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert "free some space" in last
+        assert files_under(output) == []

@@ -18,6 +18,7 @@ from pathssl.cli import add_embedding_arguments, embedding_options
 from pathssl.encoder.bundle import load_bundle
 from pathssl.errors import PathsslError
 from pathssl.grand_challenge.sockets import SocketConfig, read_inputs_json
+from pathssl.outputs.disk import check_writable, is_output_error, output_error
 from pathssl.pipeline import embed_slide, embed_slides
 
 log = logging.getLogger("pathssl")
@@ -75,7 +76,13 @@ def run(args: argparse.Namespace) -> int:
             tissue_mask=job.tissue_mask,
             mpp=args.mpp if args.mpp is not None else job.mpp,
         )
-        record = embed_slide(job.slide, args.output, bundle, options, title=job.slide.name)
+        check_writable(args.output)
+        try:
+            record = embed_slide(job.slide, args.output, bundle, options, title=job.slide.name)
+        except OSError as exc:  # a full or read-only /output: one line, not a traceback
+            if not is_output_error(exc, args.output):
+                raise
+            raise output_error(exc, args.output) from exc
         print(
             f"pathssl: {record['tiling']['tiles']} tiles embedded in "
             f"{time.perf_counter() - t0:.1f} s; outputs in {args.output}",
