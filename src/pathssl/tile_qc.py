@@ -47,7 +47,7 @@ class TileQC:
 
     def measure(self, tiles: np.ndarray, idx: np.ndarray) -> None:
         """tiles: (n, 3, H, W) uint8, the tiles at rows `idx`; one vectorised pass a batch
-        (about 0.3 ms a 112 px tile on the development CPU)."""
+        (0.44 ms a 112 px tile, measured on the development CPU beside a training run)."""
         rgb = tiles.transpose(0, 2, 3, 1)
         if self.judge_ink:  # every fourth pixel: ink strokes are far wider than that
             self.ink_fraction[idx] = ink_mask(rgb[:, ::4, ::4], grow_px=0).mean(axis=(1, 2))

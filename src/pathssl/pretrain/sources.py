@@ -131,7 +131,7 @@ def _slide_item(
             continue  # no tile at this resolution (too little tissue)
     if not grids:
         return None
-    target, grid = grids[0]
+    _, grid = grids[0]
     area = len(grid) * (grid.stride_l0_px * res.mpp / 1000) ** 2
     return SlideItem(path, slide.dimensions, tuple(grids), area)
 
@@ -165,7 +165,7 @@ def plan_item(
     with open_slide(path) as slide:
         if slide.backend == "pillow" and max(slide.dimensions) <= MAX_IMAGE_ITEM_PX:
             meta = slide.metadata_mpp
-            mpp = row.mpp if row.mpp is not None else None
+            mpp = row.mpp
             if mpp is None and meta is not None and 0.05 <= meta.mpp_x <= 100:
                 mpp = meta.mpp_x
             return _image_item(slide.dimensions, mpp, path, target_mpps, input_px)
@@ -229,16 +229,18 @@ class TileSource:
             )
         return lines + [f"skipped {s}" for s in self.skipped]
 
-    def _slide(self, path: Path) -> Slide:
-        if self._pid != os.getpid():  # a forked worker opens its own handles
+    def _own_process(self) -> None:
+        if self._pid != os.getpid():  # a forked worker opens its own handles and pixels
             self._handles, self._pixels, self._pid = {}, {}, os.getpid()
+
+    def _slide(self, path: Path) -> Slide:
+        self._own_process()
         if path not in self._handles:
             self._handles[path] = open_slide(path)
         return self._handles[path]
 
     def _image(self, path: Path) -> np.ndarray:
-        if self._pid != os.getpid():
-            self._handles, self._pixels, self._pid = {}, {}, os.getpid()
+        self._own_process()
         if path not in self._pixels:
             with Image.open(path) as im:
                 self._pixels[path] = np.asarray(im.convert("RGB"))

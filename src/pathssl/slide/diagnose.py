@@ -14,6 +14,7 @@ CONVERT_HINT = (
     "--compression jpeg`)"
 )
 MAX_DIRECTORIES = 1000
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, both orders
 
 
 def _tiff_directory_past_end(head: bytes, fh, size: int) -> int | None:
@@ -39,30 +40,37 @@ def _tiff_directory_past_end(head: bytes, fh, size: int) -> int | None:
     return None
 
 
-def describe_unreadable(path: Path) -> str:
-    """One line for a file that no backend opened, naming what is wrong and the fix."""
+def _truncated_tiff(path: Path, head: bytes) -> str | None:
+    """The one-line 'truncated' message for a TIFF whose directory chain runs past the end."""
+    if head[:4] not in TIFF_MAGIC or len(head) < 16:
+        return None
     size = path.stat().st_size
     with open(path, "rb") as fh:
+        past = _tiff_directory_past_end(head, fh, size)
+    if past is None:
+        return None
+    return (
+        f"{path}: truncated: a TIFF-based slide whose image directory at byte {past} lies "
+        f"past the end of the file ({size} bytes); copy or download the slide again"
+    )
+
+
+def describe_unreadable(path: Path) -> str:
+    """One line for a file that no backend opened, naming what is wrong and the fix."""
+    with open(path, "rb") as fh:
         head = fh.read(132)
-        if head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+") and len(head) >= 16:
-            past = _tiff_directory_past_end(head, fh, size)
-            if past is not None:
-                return (
-                    f"{path}: truncated: a TIFF-based slide whose image directory at byte "
-                    f"{past} lies past the end of the file ({size} bytes); copy or download "
-                    "the slide again"
-                )
-            return (
-                f"{path}: a TIFF-based file that OpenSlide and Pillow cannot open: damaged, "
-                "or a layout or compression they do not support; check the copy (size, "
-                f"checksum) or {CONVERT_HINT}"
-            )
-        if head[128:132] == b"DICM":
-            return (
-                f"{path}: a DICOM file that is not a readable whole-slide image: OpenSlide "
-                "needs the slide's whole series (VL Whole Slide Microscopy) in one folder; "
-                "check that every file of the series was copied"
-            )
+    if head[:4] in TIFF_MAGIC and len(head) >= 16:
+        return _truncated_tiff(path, head) or (
+            f"{path}: a TIFF-based file that OpenSlide and Pillow cannot open: damaged, "
+            "or a layout or compression they do not support; check the copy (size, "
+            f"checksum) or {CONVERT_HINT}"
+        )
+    if head[128:132] == b"DICM":
+        return (
+            f"{path}: a DICOM file that is not a readable whole-slide image: OpenSlide "
+            "needs the slide's whole series (VL Whole Slide Microscopy) in one folder; "
+            "check that every file of the series was copied"
+        )
     return f"{path}: not a format OpenSlide, SimpleITK or Pillow can read; {CONVERT_HINT}"
 
 
@@ -88,13 +96,9 @@ def describe_open_failure(path: Path, exc: Exception) -> str:
             f"{path}: OpenSlide cannot open this DICOM file ({text}); check that it is a "
             "VL Whole Slide Microscopy image and that its whole series is in one folder"
         )
-    if head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
-        with open(path, "rb") as fh:
-            fh.seek(0)
-            head16 = fh.read(16)
-            past = _tiff_directory_past_end(head16, fh, path.stat().st_size)
-        if past is not None:
-            return describe_unreadable(path)
+    truncated = _truncated_tiff(path, head)
+    if truncated:
+        return truncated
     return (
         f"{path}: OpenSlide cannot open it ({text}); the file may be damaged: check the copy "
         "(size, checksum), re-export or re-download it"
