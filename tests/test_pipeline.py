@@ -44,24 +44,20 @@ def test_schemas(cmu_out: Path, tiny_bundle) -> None:
     assert slide_json[0]["title"] == "CMU-1-Small-Region.svs"
     assert len(slide_json[0]["features"]) == dim
     assert set(patch) == {"title", "meta", "patches"}
-    meta = patch["meta"]
-    for key in (
-        "patch-size",
-        "patch-spacing",
-        "image-size",
-        "image-spacing",
-        "image-origin",
-        "image-direction",
-        "feature-grid-resolution",
-    ):
-        assert key in meta
-    assert meta["image-size"] == [2220, 2967]
-    assert meta["image-spacing"] == pytest.approx([0.000499, 0.000499])
-    assert meta["patch-size"] == [32, 32]
-    # 32 px at 2 um/px read as round(32 * 2 / 0.499) = 128 px of level 0
-    assert meta["feature-grid-resolution"] == [128, 128]
-    assert meta["patch-spacing"][0] == pytest.approx(128 * 0.000499 / 32)
-    assert meta["pathssl"]["model"]["weights_sha256"] == tiny_bundle.weights_sha256
+    # UNICORN's meaning (see outputs/unicorn.py): everything in level-0 pixels, microns.
+    # 32 px at 2 um/px read as round(32 * 2 / 0.499) = 128 px of level 0.
+    assert patch["meta"] == {
+        "patch-size": [128, 128],
+        "patch-spacing": [0.499, 0.499],
+        "image-size": [2220, 2967],
+        "image-spacing": [0.499, 0.499],
+        "image-origin": [0.0, 0.0],
+        "image-direction": [1.0, 0.0, 0.0, 1.0],
+        "feature-grid-resolution": [1, 1],
+    }
+    assert run["model"]["weights_sha256"] == tiny_bundle.weights_sha256
+    assert run["slide"]["file"] == "CMU-1-Small-Region.svs"
+    assert "/" not in json.dumps(run["slide"]) + json.dumps(run["model"])  # no host paths
     assert all(set(p) == {"coordinates", "features"} for p in patch["patches"])
     assert run["status"] == "complete" and run["model"]["trained"] is False
     assert run["resolution"] == {"mpp": 0.499, "source": "openslide.mpp-x/y (aperio)"}

@@ -24,7 +24,7 @@ from pathssl.embedding import DeviceSettings, batch_augmentation, embed_batches,
 from pathssl.encoder.bundle import EncoderBundle
 from pathssl.errors import PathsslError
 from pathssl.loading import TileBlockDataset, make_loader, plan_blocks
-from pathssl.outputs.atomic import staged_outputs
+from pathssl.outputs.atomic import Stage, staged_outputs
 from pathssl.outputs.disk import (
     check_free_space,
     check_writable,
@@ -33,33 +33,21 @@ from pathssl.outputs.disk import (
     output_error,
 )
 from pathssl.outputs.feature_store import FeatureStore
-from pathssl.outputs.features_h5 import write_features_file
-from pathssl.outputs.images import write_feature_map, write_mask
 from pathssl.outputs.lock import remove_stale_temporaries, slide_lock
-from pathssl.outputs.preview import write_preview
-from pathssl.outputs.unicorn import write_patch_representation, write_slide_representation
+from pathssl.outputs.slide_outputs import (
+    OutputLayout,
+    SlideOutputs,
+    write_run_record,
+    write_slide_outputs,
+)
 from pathssl.provenance import code_sha256
 from pathssl.slide.reader import find_slides, open_slide, slide_name
-from pathssl.slide.resolution import resolve_mpp
+from pathssl.slide.resolution import Resolution, resolve_mpp
 from pathssl.tile_qc import TileQC
 from pathssl.tiling import TileGrid, TilingSpec, plan_tiles
 from pathssl.tissue import TissueMask, detect_tissue, load_tissue_mask, render_thumbnail
 
 log = logging.getLogger("pathssl")
-
-
-@dataclass(frozen=True)
-class OutputLayout:
-    """Relative output paths; Grand-Challenge socket slugs decide them on the platform.
-    None leaves an output out."""
-
-    slide_embedding: str = "image-neural-representation.json"
-    patch_embeddings: str | None = "patch-neural-representation.json"
-    feature_map: str | None = "images/feature-map/feature-map.mha"
-    tissue_mask: str | None = "images/tissue-mask/tissue-mask.mha"
-    features_h5: str | None = "features.h5"
-    preview: str | None = "preview.png"
-    run_record: str = "run.json"  # written last: its presence marks a complete slide
 
 
 @dataclass(frozen=True)
@@ -91,10 +79,6 @@ class SlideReport:
     error: str | None = None
     qc_flagged: int = 0  # tiles flagged by tile QC (ink, blur); see run.json
     qc_dropped: int = 0
-
-
-def _json_meta(meta: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(meta, default=str))
 
 
 def embed_slide(
@@ -133,7 +117,7 @@ def embed_slide(
         grid = plan_tiles(slide.levels, resolution.mpp, tissue, spec, str(slide_path))
         downsample = slide.levels[grid.level].downsample
         slide_info = {
-            "path": str(slide_path),
+            "file": slide_path.name,  # a name, not a host path
             "backend": slide.backend,
             "vendor": getattr(slide, "vendor", slide.backend),
             "dimensions_px": list(slide.dimensions),
@@ -159,43 +143,9 @@ def embed_slide(
             "architecture": cfg.architecture,
             "weights_sha256": bundle.weights_sha256,
             "trained": cfg.trained,
-            "path": str(bundle.path),
         },
         "resolution": {"mpp": resolution.mpp, "source": resolution.source},
     }
-    patch_meta = {
-        "patch-size": [grid.tile_size_px, grid.tile_size_px],
-        "patch-spacing": [grid.patch_mpp / 1000.0, grid.patch_mpp / 1000.0],
-        "image-size": list(slide_info["dimensions_px"]),
-        "image-spacing": [resolution.mpp / 1000.0, resolution.mpp / 1000.0],
-        "image-origin": [0.0, 0.0],
-        "image-direction": [1.0, 0.0, 0.0, 1.0],
-        "feature-grid-resolution": [grid.stride_l0_px, grid.stride_l0_px],
-        "coordinates": "level-0 pixels, top-left corner of each patch",
-        "patch-size-level0": grid.stride_l0_px,
-        "pathssl": provenance,
-    }
-    coords = grid.coords_l0
-    h5_attrs = {
-        "mpp": resolution.mpp,
-        "mpp_source": resolution.source,
-        "patch_mpp": grid.patch_mpp,
-        "patch_size": grid.tile_size_px,
-        "patch_size_level0": grid.stride_l0_px,
-        "patch_level": grid.level,
-        "level_dim": list(slide_info["dimensions_px"]),
-        "model_name": cfg.name,
-        "model_sha256": bundle.weights_sha256,
-        "model_trained": cfg.trained,
-        "pathssl_version": pathssl.__version__,
-        "code_sha256": code_sha256(),
-    }
-    itk_meta = {
-        "pathssl_version": pathssl.__version__,
-        "model_sha256": bundle.weights_sha256,
-        "code_sha256": code_sha256(),
-    }
-
     check_free_space(
         output_dir,
         estimate_output_bytes(
@@ -204,100 +154,44 @@ def embed_slide(
         str(slide_path),
     )
     with staged_outputs(output_dir) as stage:
-        store = FeatureStore(stage.scratch("features"), len(grid), cfg.embedding_dim)
-        aug_stores: list[FeatureStore] = []
-        try:
-            t1 = time.perf_counter()
-            blocks = plan_blocks(grid, downsample, options.block_tiles)
-            module = prepare_module(bundle, settings, options.compile)
-            from tqdm import tqdm
+        t1 = time.perf_counter()
+        planned = len(grid)
+        feats, augmented, qc = _embed_tiles(
+            stage, slide_path, grid, downsample, bundle, options, _judges_ink(tissue, options)
+        )
+        timings["embedding_s"] = time.perf_counter() - t1
+        qc_summary = qc.summary()
+        if options.drop_flagged:
+            qc_summary["dropped"] = qc_summary["flagged"]
+            grid, feats, augmented, qc = _drop_flagged(slide_path, grid, feats, augmented, qc)
 
-            def run(write, augment=None, desc=title[:40], inspect=None) -> int:
-                dataset = TileBlockDataset(slide_path, grid, blocks, downsample)
-                loader = make_loader(
-                    dataset,
-                    options.num_workers,
-                    settings.device.type == "cuda",
-                    options.read_threads,
-                )
-                with (
-                    tqdm(total=len(grid), desc=desc, unit="tile", disable=None) as bar,
-                    contextlib.closing(dataset),
-                ):
-                    return embed_batches(
-                        module,
-                        bundle,
-                        settings,
-                        loader,
-                        write,
-                        cfg.embedding_dim,
-                        options.batch_size,
-                        str(slide_path),
-                        bar.update,
-                        augment,
-                        inspect,
-                    )
-
-            qc = TileQC.empty(len(grid), judge_ink=_judges_ink(tissue, options))
-            written = run(store.write, inspect=qc.measure)
-            if written != len(grid):
-                raise PathsslError(f"{slide_path}: embedded {written} of {len(grid)} tiles")
-            for k in range(options.augmentations):
-                aug_stores.append(
-                    FeatureStore(stage.scratch(f"augmented-{k}"), len(grid), cfg.embedding_dim)
-                )
-                run(
-                    aug_stores[-1].write,
-                    batch_augmentation(k, cfg.input_size_px),
-                    f"{title[:30]} aug {k + 1}/{options.augmentations}",
-                )
-            timings["embedding_s"] = time.perf_counter() - t1
-            feats = store.finish()
-            augmented = [s.finish() for s in aug_stores]
-            planned = len(grid)
-            qc_summary = qc.summary()
-            if options.drop_flagged:
-                qc_summary["dropped"] = qc_summary["flagged"]
-                grid, coords, feats, augmented, qc = _drop_flagged(
-                    slide_path, grid, feats, augmented, qc
-                )
-            if layout.features_h5:
-                write_features_file(
-                    stage.path(layout.features_h5),
-                    coords,
-                    feats,
-                    h5_attrs,
-                    augmented,
-                    {"qc_ink_fraction": qc.ink_fraction, "qc_focus": qc.focus},
-                )
-
-            t2 = time.perf_counter()
-            embedding = aggregator(feats, grid.grid_rc)
-            if not np.isfinite(embedding).all():
-                raise PathsslError(f"{slide_path}: slide embedding is not finite")
-            write_slide_representation(stage.path(layout.slide_embedding), title, embedding)
-            if layout.patch_embeddings:
-                write_patch_representation(
-                    stage.path(layout.patch_embeddings),
-                    title,
-                    _json_meta(patch_meta),
-                    coords,
-                    feats,
-                )
-            if layout.feature_map:
-                write_feature_map(
-                    stage.path(layout.feature_map), grid, feats, resolution.mpp, itk_meta
-                )
-            if layout.tissue_mask:
-                write_mask(stage.path(layout.tissue_mask), tissue.mask, tissue.mpp, itk_meta)
-            if layout.preview:
-                write_preview(stage.path(layout.preview), thumb, tissue, grid, feats, qc.flagged)
-            timings["outputs_s"] = time.perf_counter() - t2
-        finally:
-            store.close()
-            for s in aug_stores:
-                s.close()
-
+        t2 = time.perf_counter()
+        embedding = aggregator(feats, grid.grid_rc)
+        if not np.isfinite(embedding).all():
+            raise PathsslError(f"{slide_path}: slide embedding is not finite")
+        write_slide_outputs(
+            stage,
+            layout,
+            SlideOutputs(
+                title=title,
+                grid=grid,
+                features=feats,
+                augmented=augmented,
+                embedding=embedding,
+                qc=qc,
+                thumb=thumb,
+                tissue=tissue,
+                level0_mpp=resolution.mpp,
+                level0_size_px=tuple(slide_info["dimensions_px"]),
+                h5_attrs=_h5_attrs(resolution, grid, slide_info, bundle),
+                image_metadata={
+                    "pathssl_version": pathssl.__version__,
+                    "model_sha256": bundle.weights_sha256,
+                    "code_sha256": code_sha256(),
+                },
+            ),
+        )
+        timings["outputs_s"] = time.perf_counter() - t2
         timings["total_s"] = time.perf_counter() - t0
         record = {
             "status": "complete",
@@ -321,8 +215,10 @@ def embed_slide(
                 "grid_shape": list(grid.grid_shape),
                 "tiles": len(grid),
                 "tiles_planned": planned,
+                "tiles_in_tissue": grid.tissue_tiles,
                 "min_tissue_fraction": spec.min_tissue_fraction,
                 "max_tiles": spec.max_tiles,
+                "capped": grid.tissue_tiles > planned,
                 "augmented_copies": options.augmentations,
             },
             "tile_qc": qc_summary,
@@ -335,10 +231,90 @@ def embed_slide(
             "torch": torch.__version__,
             "python": platform.python_version(),
             "timings": {k: round(v, 3) for k, v in timings.items()},
-            "outputs": {k: v for k, v in asdict(layout).items() if v and k != "run_record"},
+            "outputs": layout.files(),
         }
-        stage.path(layout.run_record).write_text(json.dumps(record, indent=2) + "\n")
+        write_run_record(stage, layout, record)
     return record
+
+
+def _embed_tiles(
+    stage: Stage,
+    slide_path: Path,
+    grid: TileGrid,
+    downsample: float,
+    bundle: EncoderBundle,
+    options: EmbedOptions,
+    judge_ink: bool,
+) -> tuple[np.ndarray, list[np.ndarray], TileQC]:
+    """Features of every tile (and of K augmented copies), with tile QC measured on the way."""
+    from tqdm import tqdm
+
+    cfg = bundle.config
+    settings = DeviceSettings.auto(options.device)
+    blocks = plan_blocks(grid, downsample, options.block_tiles)
+    module = prepare_module(bundle, settings, options.compile)
+    name = slide_path.name
+
+    def run(store: FeatureStore, desc: str, augment=None, inspect=None) -> int:
+        dataset = TileBlockDataset(slide_path, grid, blocks, downsample)
+        loader = make_loader(
+            dataset, options.num_workers, settings.device.type == "cuda", options.read_threads
+        )
+        with (
+            tqdm(total=len(grid), desc=desc, unit="tile", disable=None) as bar,
+            contextlib.closing(dataset),
+        ):
+            return embed_batches(
+                module,
+                bundle,
+                settings,
+                loader,
+                store.write,
+                cfg.embedding_dim,
+                options.batch_size,
+                str(slide_path),
+                bar.update,
+                augment,
+                inspect,
+            )
+
+    stores = [FeatureStore(stage.scratch("features"), len(grid), cfg.embedding_dim)]
+    try:
+        qc = TileQC.empty(len(grid), judge_ink=judge_ink)
+        written = run(stores[0], name[:40], inspect=qc.measure)
+        if written != len(grid):
+            raise PathsslError(f"{slide_path}: embedded {written} of {len(grid)} tiles")
+        for k in range(options.augmentations):
+            stores.append(
+                FeatureStore(stage.scratch(f"augmented-{k}"), len(grid), cfg.embedding_dim)
+            )
+            desc = f"{name[:30]} aug {k + 1}/{options.augmentations}"
+            run(stores[-1], desc, batch_augmentation(k, cfg.input_size_px))
+        finished = [s.finish() for s in stores]
+    finally:
+        for s in stores:
+            s.close()
+    return finished[0], finished[1:], qc
+
+
+def _h5_attrs(
+    resolution: Resolution, grid: TileGrid, slide_info: dict[str, Any], bundle: EncoderBundle
+) -> dict[str, Any]:
+    """features.h5 attributes, named as in CLAM/TRIDENT feature files."""
+    return {
+        "mpp": resolution.mpp,
+        "mpp_source": resolution.source,
+        "patch_mpp": grid.patch_mpp,
+        "patch_size": grid.tile_size_px,
+        "patch_size_level0": grid.stride_l0_px,
+        "patch_level": grid.level,
+        "level_dim": list(slide_info["dimensions_px"]),
+        "model_name": bundle.config.name,
+        "model_sha256": bundle.weights_sha256,
+        "model_trained": bundle.config.trained,
+        "pathssl_version": pathssl.__version__,
+        "code_sha256": code_sha256(),
+    }
 
 
 def _judges_ink(tissue: TissueMask, options: EmbedOptions) -> bool:
@@ -352,8 +328,8 @@ def _drop_flagged(
     feats: np.ndarray,
     augmented: list[np.ndarray],
     qc: TileQC,
-) -> tuple[TileGrid, np.ndarray, np.ndarray, list[np.ndarray], TileQC]:
-    """The grid, coordinates, features and QC without the flagged tiles."""
+) -> tuple[TileGrid, np.ndarray, list[np.ndarray], TileQC]:
+    """The grid, features and QC without the flagged tiles."""
     keep = ~qc.flagged
     if not keep.any():
         raise PathsslError(
@@ -363,7 +339,7 @@ def _drop_flagged(
     kept = replace(grid, grid_rc=grid.grid_rc[keep], tissue_fraction=grid.tissue_fraction[keep])
     kept_qc = replace(qc, ink_fraction=qc.ink_fraction[keep], focus=qc.focus[keep])
     feats, augmented = np.asarray(feats[keep]), [np.asarray(a[keep]) for a in augmented]
-    return kept, kept.coords_l0, feats, augmented, kept_qc
+    return kept, feats, augmented, kept_qc
 
 
 def is_complete(output_dir: Path, bundle: EncoderBundle, layout: OutputLayout) -> bool:

@@ -35,6 +35,7 @@ class TileGrid:
     grid_shape: tuple[int, int]  # (rows, cols) of the full grid over the slide
     grid_rc: np.ndarray = field(repr=False)  # (N, 2) int: row, col of each kept tile
     tissue_fraction: np.ndarray = field(repr=False)  # (N,) float
+    tissue_tiles: int = -1  # tiles on tissue before the max_tiles cap (-1: not recorded)
 
     @property
     def coords_l0(self) -> np.ndarray:
@@ -89,6 +90,7 @@ def plan_tiles(
             "tissue mask, or lower --min-tissue"
         )
     grid_rc, fraction = grid_rc[keep], fraction[keep]
+    tissue_tiles = len(grid_rc)
     if spec.max_tiles is not None and len(grid_rc) > spec.max_tiles:
         pick = np.unique(np.linspace(0, len(grid_rc) - 1, spec.max_tiles).round().astype(int))
         grid_rc, fraction = grid_rc[pick], fraction[pick]
@@ -102,4 +104,5 @@ def plan_tiles(
         grid_shape=(rows, cols),
         grid_rc=grid_rc,
         tissue_fraction=fraction,
+        tissue_tiles=tissue_tiles,
     )

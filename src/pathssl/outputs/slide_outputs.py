@@ -1,0 +1,113 @@
+"""Write one slide's outputs into a stage (see atomic.py), each only if the layout names it.
+
+embed_slide computes; this module only writes, so that the output plan (which files, under
+which names, with which metadata) reads in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pathssl.outputs.atomic import Stage
+from pathssl.outputs.features_h5 import write_features_file
+from pathssl.outputs.images import write_feature_map, write_mask
+from pathssl.outputs.preview import write_preview
+from pathssl.outputs.unicorn import (
+    patch_meta,
+    write_patch_representation,
+    write_slide_representation,
+)
+
+if TYPE_CHECKING:
+    from pathssl.tile_qc import TileQC
+    from pathssl.tiling import TileGrid
+    from pathssl.tissue import Thumbnail, TissueMask
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Relative output paths; Grand-Challenge socket slugs decide them on the platform.
+    None leaves an output out."""
+
+    slide_embedding: str = "image-neural-representation.json"
+    patch_embeddings: str | None = "patch-neural-representation.json"
+    feature_map: str | None = "images/feature-map/feature-map.mha"
+    tissue_mask: str | None = "images/tissue-mask/tissue-mask.mha"
+    features_h5: str | None = "features.h5"
+    preview: str | None = "preview.png"
+    run_record: str = "run.json"  # written last: its presence marks a complete slide
+
+    def files(self) -> dict[str, str]:
+        """Every output this layout writes, run record excluded."""
+        return {k: v for k, v in asdict(self).items() if v and k != "run_record"}
+
+
+@dataclass(frozen=True)
+class SlideOutputs:
+    """What one embedded slide leaves behind, ready to write."""
+
+    title: str
+    grid: TileGrid
+    features: np.ndarray  # (N, D), one row per tile of `grid`
+    augmented: list[np.ndarray]  # K arrays like `features` (slide-level SSL views)
+    embedding: np.ndarray  # (E,) slide embedding
+    qc: TileQC
+    thumb: Thumbnail
+    tissue: TissueMask
+    level0_mpp: float
+    level0_size_px: tuple[int, int]  # (width, height)
+    h5_attrs: dict[str, Any]
+    image_metadata: dict[str, str]  # provenance written into each .mha header
+
+
+def write_slide_outputs(stage: Stage, layout: OutputLayout, out: SlideOutputs) -> None:
+    """Every output but the run record, into the stage."""
+    coords = out.grid.coords_l0
+    if layout.features_h5:
+        write_features_file(
+            stage.path(layout.features_h5),
+            coords,
+            out.features,
+            out.h5_attrs,
+            out.augmented,
+            {"qc_ink_fraction": out.qc.ink_fraction, "qc_focus": out.qc.focus},
+        )
+    write_slide_representation(stage.path(layout.slide_embedding), out.title, out.embedding)
+    if layout.patch_embeddings:
+        meta = patch_meta(out.grid.stride_l0_px, out.level0_mpp, out.level0_size_px)
+        write_patch_representation(
+            stage.path(layout.patch_embeddings), out.title, meta, coords, out.features
+        )
+    if layout.feature_map:
+        write_feature_map(
+            stage.path(layout.feature_map),
+            out.grid,
+            out.features,
+            out.level0_mpp,
+            out.image_metadata,
+        )
+    if layout.tissue_mask:
+        write_mask(
+            stage.path(layout.tissue_mask), out.tissue.mask, out.tissue.mpp, out.image_metadata
+        )
+    if layout.preview:
+        write_preview(
+            stage.path(layout.preview),
+            out.thumb,
+            out.tissue,
+            out.grid,
+            out.features,
+            out.qc.flagged,
+        )
+
+
+def write_run_record(stage: Stage, layout: OutputLayout, record: dict[str, Any]) -> Path:
+    """The run record, last: its presence marks the slide complete."""
+    path = stage.path(layout.run_record)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
