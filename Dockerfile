@@ -1,10 +1,14 @@
 # pathssl as a Grand-Challenge algorithm. Build with ./build.sh, check with ./test.sh.
-# The base image's torch must equal the torch pin in requirements.txt (a test checks the tag),
-# so that pip keeps the image's CUDA build instead of installing a second one.
-ARG PYTORCH_IMAGE=pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime
+#
+# Base: PyTorch built for CUDA 12.8, which runs on NVIDIA drivers >= 525.60 (CUDA minor-version
+# compatibility), the drivers of the T4/A10G instances Grand-Challenge runs algorithms on; a
+# CUDA 13 build would need >= 580 (README, "GPU"). Its torch must equal the torch pin in
+# requirements.txt (a test checks the tag). Give another base with PYTORCH_IMAGE=... ./build.sh.
+ARG PYTORCH_IMAGE=pytorch/pytorch:2.14.1-cuda12.8-cudnn9-runtime
 FROM --platform=linux/amd64 ${PYTORCH_IMAGE}
 
-# No network at run time: keep every hub offline; caches go to the user's home.
+# No network at run time: every hub offline. Nothing is written beside the code: caches and
+# temporary files go to /tmp (a volume on the platform and in test.sh).
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -12,21 +16,28 @@ ENV PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     HF_DATASETS_OFFLINE=1 \
+    HOME=/tmp \
+    XDG_CACHE_HOME=/tmp/.cache \
+    MPLCONFIGDIR=/tmp/.cache/matplotlib \
+    TORCHINDUCTOR_CACHE_DIR=/tmp/.cache/torchinductor \
     PYTHONPATH=/opt/app/src
-
-RUN groupadd -r user && useradd -m --no-log-init -r -g user user
 
 WORKDIR /opt/app
 
-# OpenSlide comes from the openslide-bin wheel pinned in requirements.txt (no system package).
-COPY --chown=user:user requirements.txt /opt/app/
-RUN python -m pip install --no-cache-dir -r /opt/app/requirements.txt
+# Every package on top of the base, pinned with hashes (tools/lock_image_requirements.py);
+# --no-deps keeps the base's torch, pip check proves the set consistent.
+COPY requirements-image.lock /opt/app/
+RUN python -m pip install --no-cache-dir --require-hashes --no-deps -r /opt/app/requirements-image.lock \
+    && python -m pip check
 
-COPY --chown=user:user src /opt/app/src
-COPY --chown=user:user model /opt/app/model
-COPY --chown=user:user resources /opt/app/resources
-COPY --chown=user:user process.py /opt/app/
+# Code and model belong to root and are read-only for the user who runs them.
+COPY src /opt/app/src
+COPY model /opt/app/model
+COPY resources /opt/app/resources
+COPY process.py /opt/app/
+RUN chmod -R a-w,a+rX /opt/app
 
-USER user
+# A numeric non-root user with no home of its own (Grand-Challenge runs images as non-root).
+USER 1000:1000
 
 ENTRYPOINT ["python", "process.py"]

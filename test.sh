@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Build the image, run it on test/input as Grand-Challenge does, compare /output with
-# test/expected_output, run again and check both runs agree. Prints PASS or FAIL.
+# Build the image and run it on every interface's test case (test/input/<interface>) as
+# Grand-Challenge runs it: no network, read-only root filesystem, all capabilities dropped,
+# /tmp a fresh volume, the platform's default 8 GB memory limit, the model at /opt/ml/model.
+# Each case runs twice; /output must match test/expected_output/<interface> and the two runs
+# must agree. Then the faults: a badly packed model, an unknown set of inputs. PASS or FAIL.
 #
+# Usage: [PYTORCH_IMAGE=...] ./test.sh [TAG]
 # Float tolerance: rtol 1e-4 / atol 1e-5 on CPU (the expected output was made on CPU in fp32);
 # rtol 5e-2 / atol 5e-2 with a GPU, whose bf16 autocast rounds differently. Structure, keys,
 # shapes, coordinates and model hash must match exactly.
@@ -24,41 +28,85 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
 fi
 
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# shellcheck disable=SC2329  # called by the trap
+cleanup() {
+  # The container's files belong to its user: remove them from inside, as any host user can.
+  docker run --rm --network none --user 0:0 --entrypoint /bin/sh \
+    --volume "$work":/work "$tag" -c 'rm -rf /work/* /work/.[!.]*' >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
-run_once() {
-  local out="$1"
+run_case() {  # run_case INPUT_DIR OUTPUT_DIR [MODEL_DIR]
+  local input="$1" out="$2" model="${3:-$here/model}"
   mkdir -p "$out"
   chmod 777 "$out"  # the container runs as a non-root user
   docker run --rm \
     --platform=linux/amd64 \
     --network none \
     "${gpu[@]}" \
+    --read-only \
+    --tmpfs /tmp:rw,exec,size=2g \
+    --cap-drop ALL \
+    --security-opt no-new-privileges \
     --memory 8g --memory-swap 8g \
     --shm-size 1g \
     --pids-limit 256 \
-    --volume "$here/test/input":/input:ro \
+    --volume "$input":/input:ro \
     --volume "$out":/output \
-    --volume "$here/model":/opt/ml/model:ro \
+    --volume "$model":/opt/ml/model:ro \
     "$tag"
 }
 
 compare() {
-  docker run --rm --network none --entrypoint python \
+  docker run --rm --network none --read-only --entrypoint python \
     --volume "$1":/expected:ro --volume "$2":/actual:ro \
     "$tag" -m pathssl.grand_challenge.compare /expected /actual --rtol "$3" --atol "$4"
 }
 
 status=0
-run_once "$work/run1" || status=1
-run_once "$work/run2" || status=1
-if [ "$status" -eq 0 ]; then
-  compare "$here/test/expected_output" "$work/run1" "$rtol" "$atol" || status=1
-  compare "$work/run1" "$work/run2" "$agree" "$agree" || status=1
-fi
+for case_dir in test/input/*/; do
+  name="$(basename "$case_dir")"
+  echo "== interface $name"
+  if run_case "$here/$case_dir" "$work/$name-1" && run_case "$here/$case_dir" "$work/$name-2"; then
+    compare "$here/test/expected_output/$name" "$work/$name-1" "$rtol" "$atol" || status=1
+    compare "$work/$name-1" "$work/$name-2" "$agree" "$agree" || status=1
+  else
+    status=1
+  fi
+done
+
+expect_error() {  # expect_error WHAT EXPECTED_TEXT COMMAND...: exit 2, one line naming it
+  local what="$1" text="$2" err
+  shift 2
+  err="$("$@" 2>&1 >/dev/null)" && { echo "FAIL: $what: exit 0"; status=1; return; }
+  if [[ "$(tail -n 1 <<<"$err")" == *"$text"* ]]; then
+    echo "ok: $what: $(tail -n 1 <<<"$err")"
+  else
+    echo "FAIL: $what: last stderr line: $(tail -n 1 <<<"$err")"
+    status=1
+  fi
+}
+
+echo "== faults"
+mkdir -p "$work/badmodel/model" "$work/unknown/images/whole-slide-image"
+cp model/* "$work/badmodel/model/"  # packed with its folder: config.json one level down
+expect_error "model tarball packed with its folder" "pack the tarball from inside" \
+  run_case "$here/test/input/wsi" "$work/badmodel-out" "$work/badmodel"
+sed 's/"whole-slide-image"/"whole-slide-image-x"/' test/input/wsi/inputs.json >"$work/unknown/inputs.json"
+expect_error "unknown set of input sockets" "match no interface" \
+  run_case "$work/unknown" "$work/unknown-out"
+
+expect_error "the runtime user writes its own code" "Permission denied" \
+  docker run --rm --network none --entrypoint python "$tag" -c "open('/opt/app/process.py', 'a')"
+expect_error "the runtime user writes its model" "Permission denied" \
+  docker run --rm --network none --entrypoint python "$tag" \
+  -c "open('/opt/app/model/config.json', 'a')"
+uid="$(docker run --rm --network none --entrypoint id "$tag" -u)"
+if [ "$uid" = "0" ]; then echo "FAIL: the container runs as root"; status=1; else echo "ok: runs as uid $uid"; fi
 
 if [ "$status" -eq 0 ]; then
-  echo "PASS: container output matches test/expected_output and two runs agree"
+  echo "PASS: every interface's output matches test/expected_output, two runs agree, faults are one line"
 else
   echo "FAIL: see the lines above"
 fi

@@ -143,7 +143,7 @@ def test_grand_challenge_job_on_a_full_output_is_one_line(tmp_path: Path) -> Non
     """process.py on the test case with /output on a 40 KB disk."""
     with tmpfs(tmp_path / "output", "40k") as output:
         done = subprocess.run(
-            [sys.executable, "process.py", "--input", "test/input", "--output", str(output)],
+            [sys.executable, "process.py", "--input", "test/input/wsi", "--output", str(output)],
             capture_output=True,
             text=True,
             cwd=ROOT,

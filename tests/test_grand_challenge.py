@@ -9,13 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pathssl.grand_challenge.compare import compare_outputs
+from pathssl.grand_challenge.run import JSON_BYTES_PER_FEATURE, PATCH_JSON_BUDGET_BYTES, tile_cap
+from pathssl.grand_challenge.sockets import SocketConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-CASE = ROOT / "test" / "input"
+CASES = ROOT / "test" / "input"
 EXPECTED = ROOT / "test" / "expected_output"
+RESOURCES = ROOT / "resources" / "grand-challenge.json"
+INTERFACES = ["wsi", "wsi-with-tissue-mask"]
 
 
 def process(input_dir: Path, output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -35,46 +40,108 @@ def process(input_dir: Path, output_dir: Path, *extra: str) -> subprocess.Comple
     )
 
 
+def _files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("gc") / "output"
-    proc = process(CASE, out)
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each interface's test case, run once: interface name -> /output."""
+    outputs = {}
+    for name in INTERFACES:
+        out = tmp_path_factory.mktemp("gc") / name
+        proc = process(CASES / name, out)
+        assert proc.returncode == 0, proc.stderr
+        assert f"interface {name}:" in proc.stdout and "device cpu" in proc.stdout
+        assert proc.stderr == ""  # progress to stdout; stderr is for warnings and errors
+        outputs[name] = out
+    return outputs
+
+
+def test_one_case_per_interface() -> None:
+    config = SocketConfig.from_file(RESOURCES)
+    assert sorted(i.name for i in config.interfaces) == sorted(INTERFACES)
+    assert sorted(p.name for p in CASES.iterdir()) == sorted(INTERFACES)
+    for interface in config.interfaces:
+        values = json.loads((CASES / interface.name / "inputs.json").read_text())
+        slugs = sorted((v.get("socket") or v["interface"])["slug"] for v in values)
+        assert tuple(slugs) == interface.key
+
+
+@pytest.mark.parametrize("name", INTERFACES)
+def test_matches_expected_output(runs: dict[str, Path], name: str) -> None:
+    out = runs[name]
+    assert compare_outputs(EXPECTED / name, out) == []
+    config = SocketConfig.from_file(RESOURCES)
+    interface = next(i for i in config.interfaces if i.name == name)
+    layout = config.layout(interface)
+    assert _files(out) == sorted([*layout.files().values(), layout.run_record])
+    for slug in interface.outputs:  # each output where its socket's relative_path says
+        rel = config.sockets[slug].relative_path
+        assert any(f == rel or f.startswith(rel + "/") for f in _files(out)), slug
+    record = json.loads((out / layout.run_record).read_text())
+    assert str(ROOT) not in json.dumps(record) and "/work" not in json.dumps(record)
+
+
+def test_tissue_mask_interface_keeps_tiles_inside_the_mask(runs: dict[str, Path]) -> None:
+    out = runs["wsi-with-tissue-mask"]
+    patches = json.loads((out / "patch-neural-representation.json").read_text())[0]
+    height = patches["meta"]["image-size"][1]
+    size = patches["meta"]["patch-size"][0]
+    ys = np.array([p["coordinates"][1] for p in patches["patches"]])
+    # the test mask marks the upper half of the slide: every tile mostly inside it
+    assert len(ys) > 0 and (ys + size * 0.25 <= height / 2 + 8).all()
+    assert not (out / "images" / "pathssl-detected-tissue-mask").exists()
+
+
+def test_second_run_agrees(runs: dict[str, Path], tmp_path: Path) -> None:
+    out = runs["wsi"]
+    proc = process(CASES / "wsi", tmp_path / "again")
     assert proc.returncode == 0, proc.stderr
-    assert "sha256" in proc.stdout and "device cpu" in proc.stdout
-    return out
+    assert compare_outputs(out, tmp_path / "again", rtol=0, atol=0) == []
 
 
-def test_matches_expected_output(first_run: Path) -> None:
-    assert compare_outputs(EXPECTED, first_run) == []
-    assert sorted(
-        p.relative_to(first_run).as_posix() for p in first_run.rglob("*") if p.is_file()
-    ) == [
-        "image-neural-representation.json",
-        "images/feature-map/feature-map.mha",
-        "images/tissue-mask/tissue-mask.mha",
-        "patch-neural-representation.json",
-        "pathssl-run.json",
-        "preview.png",
+def test_tile_cap_is_an_even_deterministic_subsample(runs: dict[str, Path], tmp_path: Path) -> None:
+    out = runs["wsi"]
+    proc = process(CASES / "wsi", tmp_path / "capped", "--max-tiles", "10")
+    assert proc.returncode == 0, proc.stderr
+    assert "49 tissue tiles, 10 kept by the cap" in proc.stdout
+    record = json.loads((tmp_path / "capped" / "pathssl-run-record.json").read_text())
+    assert record["tiling"]["capped"] and record["tiling"]["tiles_in_tissue"] == 49
+    full = [
+        p["coordinates"]
+        for p in json.loads((out / "patch-neural-representation.json").read_text())[0]["patches"]
     ]
+    capped = json.loads((tmp_path / "capped" / "patch-neural-representation.json").read_text())
+    kept = [p["coordinates"] for p in capped[0]["patches"]]
+    picks = [full.index(c) for c in kept]
+    assert len(kept) == 10 and picks == sorted(picks) and picks[0] == 0 and picks[-1] == 48
 
 
-def test_second_run_agrees(first_run: Path, tmp_path: Path) -> None:
-    proc = process(CASE, tmp_path / "again")
-    assert proc.returncode == 0, proc.stderr
-    assert compare_outputs(first_run, tmp_path / "again", rtol=0, atol=0) == []
+def test_container_tile_cap_bounds_the_patch_json() -> None:
+    assert tile_cap(512) == 20_000
+    for dim in (384, 768, 1024, 1536, 2560):
+        cap = tile_cap(dim)
+        assert cap * (dim * JSON_BYTES_PER_FEATURE + 64) <= PATCH_JSON_BUDGET_BYTES
+    # the stated bytes per feature hold for the real output (shortest float32 decimals)
+    patch = EXPECTED / "wsi" / "patch-neural-representation.json"
+    data = json.loads(patch.read_text())[0]
+    floats = sum(len(p["features"]) for p in data["patches"])
+    assert patch.stat().st_size / floats < JSON_BYTES_PER_FEATURE
 
 
-def test_comparison_catches_differences(first_run: Path, tmp_path: Path) -> None:
+def test_comparison_catches_differences(runs: dict[str, Path], tmp_path: Path) -> None:
+    out = runs["wsi"]
     changed = tmp_path / "changed"
-    shutil.copytree(first_run, changed)
+    shutil.copytree(out, changed)
     path = changed / "image-neural-representation.json"
     data = json.loads(path.read_text())
     data[0]["features"][3] += 0.01
     path.write_text(json.dumps(data))
-    (changed / "preview.png").unlink()
-    problems = compare_outputs(first_run, changed)
+    (changed / "pathssl-preview.png").unlink()
+    problems = compare_outputs(out, changed)
     assert any("features[3]" in p for p in problems)
-    assert any("missing ['preview.png']" in p for p in problems)
+    assert any("missing ['pathssl-preview.png']" in p for p in problems)
 
 
 def _case(tmp_path: Path, inputs: object, files: dict[str, Path | bytes]) -> Path:
@@ -105,7 +172,7 @@ def _socket(slug: str = "whole-slide-image", kind: str = "Image", rel: str | Non
     }
 
 
-SLIDE = next((CASE / "images" / "whole-slide-image").iterdir())
+SLIDE = next((CASES / "wsi" / "images" / "whole-slide-image").iterdir())
 
 
 @pytest.mark.parametrize(
@@ -113,7 +180,13 @@ SLIDE = next((CASE / "images" / "whole-slide-image").iterdir())
     [
         ("[{not json", {}, "not readable JSON"),
         ({"interface": {}}, {}, "must be a list"),
-        ([_socket(kind="Anything", slug="notes")], {}, "expected one whole-slide image socket"),
+        (
+            [_socket(kind="Anything", slug="notes")],
+            {},
+            "input sockets [notes] match no interface of this algorithm; it takes "
+            "[whole-slide-image] or [tissue-mask, whole-slide-image]",
+        ),
+        ([{"value": 1}], {}, "each with a socket and its slug"),
         (
             [_socket()],
             {"images/whole-slide-image/a.tif": SLIDE, "images/whole-slide-image/b.tif": SLIDE},
@@ -128,7 +201,8 @@ SLIDE = next((CASE / "images" / "whole-slide-image").iterdir())
     ids=[
         "malformed",
         "not-a-list",
-        "no-image-socket",
+        "unknown-sockets",
+        "no-socket",
         "two-files",
         "missing-folder",
         "escapes-dotdot",
@@ -151,31 +225,23 @@ def test_bad_inputs_one_line_error_nothing_written(
     assert list(out.iterdir()) == []
 
 
-def test_missing_resolution_socket_value_and_tissue_mask(tmp_path: Path) -> None:
-    import numpy as np
+def test_mha_tissue_mask_and_resolution_override(tmp_path: Path) -> None:
     import SimpleITK as sitk
 
     mask = np.zeros((297, 222), np.uint8)
     mask[100:200, 50:150] = 1
     mask_path = tmp_path / "mask.mha"
     sitk.WriteImage(sitk.GetImageFromArray(mask), str(mask_path))
-    mpp_socket = {
-        "interface": {
-            "slug": "microns-per-pixel",
-            "kind": "Float",
-            "relative_path": "microns-per-pixel.json",
-        },
-        "value": 0.5,
-    }
-    inputs = [_socket(), _socket("tissue-mask", "Segmentation"), mpp_socket]
+    mask_socket = _socket("tissue-mask", "Segmentation")
+    mask_socket["socket"] = mask_socket.pop("interface")  # newer jobs name it `socket`
     case = _case(
         tmp_path,
-        inputs,
+        [_socket(), mask_socket],
         {"images/whole-slide-image/s.tif": SLIDE, "images/tissue-mask/m.mha": mask_path},
     )
-    proc = process(case, tmp_path / "out")
+    proc = process(case, tmp_path / "out", "--mpp", "0.5")
     assert proc.returncode == 0, proc.stderr
-    run = json.loads((tmp_path / "out" / "pathssl-run.json").read_text())
+    run = json.loads((tmp_path / "out" / "pathssl-run-record.json").read_text())
     assert run["tissue"]["source"] == "input:m.mha"
     assert run["resolution"] == {"mpp": 0.5, "source": "override"}
     patches = json.loads((tmp_path / "out" / "patch-neural-representation.json").read_text())
@@ -186,6 +252,99 @@ def test_missing_resolution_socket_value_and_tissue_mask(tmp_path: Path) -> None
         overlap_x = max(0, min(x + size, 1500) - max(x, 500))
         overlap_y = max(0, min(y + size, 2000) - max(y, 1000))
         assert overlap_x * overlap_y >= 0.2 * size * size
+
+
+def _config(tmp_path: Path, edit) -> Path:
+    raw = json.loads(RESOURCES.read_text())
+    edit(raw)
+    path = tmp_path / "sockets.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda r: r["interfaces"][0]["outputs"].update({"tissue-mask": "tissue_mask"}),
+            "socket tissue-mask is both an input and an output",
+        ),
+        (
+            lambda r: r["sockets"]["pathssl-preview"].update(
+                relative_path="image-neural-representation.json"
+            ),
+            "share image-neural-representation.json",
+        ),
+        (
+            lambda r: r["interfaces"][1]["inputs"].pop("tissue-mask"),
+            "two interfaces take the inputs ['whole-slide-image']",
+        ),
+        (
+            lambda r: r["sockets"]["pathssl-feature-map"].update(relative_path="feature-map"),
+            "image sockets live under images/",
+        ),
+        (lambda r: r["sockets"].pop("tissue-mask"), "socket tissue-mask is used but not defined"),
+    ],
+    ids=["input-and-output", "shared-path", "same-inputs", "image-path", "undefined"],
+)
+def test_socket_configuration_the_platform_would_refuse(tmp_path: Path, edit, message) -> None:
+    case = _case(tmp_path, [_socket()], {"images/whole-slide-image/s.tif": SLIDE})
+    proc = process(case, tmp_path / "out", "--sockets", str(_config(tmp_path, edit)))
+    assert proc.returncode == 2
+    assert message in proc.stderr.strip().splitlines()[-1], proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_shipped_configuration_is_accepted() -> None:
+    config = SocketConfig.from_file(RESOURCES)
+    assert config.problems() == []
+    inputs = {s for i in config.interfaces for s in i.inputs}
+    outputs = {s for i in config.interfaces for s in i.outputs}
+    assert not inputs & outputs
+    paths = [s.relative_path for s in config.sockets.values()]
+    assert len(paths) == len(set(paths))
+
+
+def test_badly_packed_model_tarball_is_refused(tmp_path: Path) -> None:
+    from pathssl.encoder.bundle import check_model_tarball
+    from pathssl.errors import ModelBundleError
+
+    nested = tmp_path / "opt-ml-model"
+    shutil.copytree(ROOT / "model", nested / "model")
+    with pytest.raises(ModelBundleError, match=r"found model/config\.json: pack the tarball"):
+        check_model_tarball(nested)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "weights.bin").write_bytes(b"x")
+    with pytest.raises(ModelBundleError, match=r"holds files but no config\.json"):
+        check_model_tarball(tmp_path / "junk")
+    check_model_tarball(ROOT / "model")  # a real bundle passes
+
+
+def _fake_gpu(tmp_path: Path, driver: str | None) -> tuple[Path, Path]:
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "nvidia0").touch()
+    (dev / "nvidiactl").touch()
+    proc = tmp_path / "version"
+    if driver:
+        proc.write_text(f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {driver}  Tue Jan 1\n")
+    return dev, proc
+
+
+def test_gpu_given_but_unusable_fails_fast(tmp_path: Path) -> None:
+    from pathssl.grand_challenge.gpu_check import GpuUnusableError, check_gpu_usable
+
+    dev, proc = _fake_gpu(tmp_path, "535.183.01")
+    with pytest.raises(GpuUnusableError) as info:
+        check_gpu_usable(False, lambda: False, "13.0", dev, proc)
+    line = str(info.value)
+    assert "NVIDIA driver 535.183.01" in line and "CUDA 13.0" in line and ">= 580" in line
+    assert "--allow-cpu" in line and "\n" not in line
+    assert check_gpu_usable(True, lambda: False, "13.0", dev, proc).startswith("WARNING")
+    assert "usable" in check_gpu_usable(False, lambda: True, "12.8", dev, proc)
+    empty = tmp_path / "nodev"
+    empty.mkdir()
+    assert "no GPU given" in check_gpu_usable(False, lambda: False, "12.8", empty, proc)
 
 
 def test_local_batch_mode(tmp_path: Path, cmu_slide: Path) -> None:
@@ -209,14 +368,29 @@ def test_dockerfile_and_requirements_agree() -> None:
         for line in (ROOT / "requirements.txt").read_text().splitlines()
         if "==" in line and not line.startswith("#")
     )
-    base = re.search(r"ARG PYTORCH_IMAGE=pytorch/pytorch:(\d+\.\d+\.\d+)-cuda", dockerfile)
+    base = re.search(r"ARG PYTORCH_IMAGE=pytorch/pytorch:(\d+\.\d+\.\d+)-cuda(\d+)", dockerfile)
     assert base and base.group(1) == pins["torch"]
-    assert "pip install --no-cache-dir -r /opt/app/requirements.txt" in dockerfile
-    assert "openslide-bin" in pins and "evalutils" not in pins
-    assert re.search(r"^USER user$", dockerfile, re.M)
+    assert base.group(2) == "12"  # drivers >= 525 (README, "GPU"); CUDA 13 needs >= 580
+    assert "--require-hashes --no-deps -r /opt/app/requirements-image.lock" in dockerfile
+    assert "pip check" in dockerfile
+    lock = (ROOT / "requirements-image.lock").read_text()
+    locked = dict(
+        re.findall(r"^([a-z0-9-]+)==(\S+) \\\n    --hash=sha256:[0-9a-f]{64}$", lock, re.M)
+    )
+    assert len(locked) == lock.count("--hash=sha256:")  # every package hashed
+    for name, version in pins.items():  # every direct pin, at its version
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key not in ("torch", "torchvision"):
+            assert locked.get(key) == version, name
+    assert "torch" not in locked and "evalutils" not in pins
+    user = re.search(r"^USER (\d+):(\d+)$", dockerfile, re.M)
+    assert user and int(user.group(1)) > 0  # numeric, non-root
+    assert "--chown" not in dockerfile and "chmod -R a-w" in dockerfile  # code read-only
     assert 'ENTRYPOINT ["python", "process.py"]' in dockerfile
     for needed in ("src", "model", "resources", "process.py"):
         assert re.search(rf"^COPY .*\b{needed}\b", dockerfile, re.M)
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore[1] == "*" and "!.git" not in ignore  # context: only what is copied
 
 
 def _tool(name: str) -> str:

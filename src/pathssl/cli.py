@@ -30,7 +30,9 @@ def add_embedding_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="level-0 microns per pixel; overrides (and replaces missing) metadata",
     )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="tiles per encoder forward pass (default: 64)"
+    )
     p.add_argument(
         "--workers",
         type=int,

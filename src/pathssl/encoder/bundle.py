@@ -133,9 +133,31 @@ def resolve_model_dir(explicit: str | Path | None = None) -> Path:
     env = os.environ.get("PATHSSL_MODEL_DIR")
     if env:
         return Path(env)
-    if (GRAND_CHALLENGE_MODEL_DIR / CONFIG_NAME).is_file():
+    if _holds_files(GRAND_CHALLENGE_MODEL_DIR):
+        check_model_tarball(GRAND_CHALLENGE_MODEL_DIR)
         return GRAND_CHALLENGE_MODEL_DIR
     return BUNDLED_MODEL_DIR
+
+
+def _holds_files(folder: Path) -> bool:
+    try:
+        return any(not p.name.startswith(".") for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def check_model_tarball(folder: Path) -> None:
+    """An uploaded model that is present must be a bundle: never fall back silently."""
+    if (folder / CONFIG_NAME).is_file():
+        return
+    nested = sorted(folder.glob(f"*/{CONFIG_NAME}"))
+    hint = (
+        f"; found {nested[0].relative_to(folder)}: pack the tarball from inside the bundle "
+        "folder (tar -czf model.tar.gz -C model .)"
+        if nested
+        else "; upload a tarball of a bundle made by `pathssl export` or `import-weights`"
+    )
+    raise ModelBundleError(f"{folder}: holds files but no {CONFIG_NAME}, not a model bundle{hint}")
 
 
 @dataclass
