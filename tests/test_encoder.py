@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from pathssl.encoder.bundle import build_module, load_bundle, load_encoder, resolve_model_dir
-from pathssl.encoder.import_weights import config_from_preset, import_weights, map_keys
+from pathssl.encoder.import_weights import config_from_preset, import_weights, published_to_timm
 from pathssl.encoder.presets import PRESETS
 from pathssl.errors import ModelBundleError
 
@@ -92,19 +92,168 @@ def test_import_preset_round_trip(preset_name: str, tmp_path: Path) -> None:
     assert module(x).shape == (1, preset.embedding_dim)
 
 
+def _as_transformers_4(state: dict[str, torch.Tensor], swiglu: bool) -> dict[str, torch.Tensor]:
+    """timm ViT tensors under the names transformers 4 saved ViTModel / Dinov2Model under (the
+    layout of the published Phikon, Phikon-v2 and Midnight checkpoints)."""
+    dinov2 = "blocks.0.ls1.gamma" in state
+    norm1, norm2 = ("norm1", "norm2") if dinov2 else ("layernorm_before", "layernorm_after")
+    fc1, fc2 = (
+        ("mlp.weights_in", "mlp.weights_out")
+        if swiglu
+        else ("mlp.fc1", "mlp.fc2")
+        if dinov2
+        else ("intermediate.dense", "output.dense")
+    )
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if key == "cls_token":
+            out["embeddings.cls_token"] = value
+        elif key == "pos_embed":
+            out["embeddings.position_embeddings"] = value
+        elif key.startswith("patch_embed.proj."):
+            out[f"embeddings.patch_embeddings.projection.{parts[-1]}"] = value
+        elif key.startswith("norm."):
+            out[f"layernorm.{parts[-1]}"] = value
+        elif key.startswith("blocks."):
+            block, rest = f"encoder.layer.{parts[1]}.", ".".join(parts[2:])
+            if rest.startswith("attn.qkv."):
+                for name, chunk in zip(("query", "key", "value"), value.chunk(3), strict=True):
+                    out[f"{block}attention.attention.{name}.{parts[-1]}"] = chunk
+                continue
+            renamed = {
+                "norm1": norm1,
+                "norm2": norm2,
+                "attn.proj": "attention.output.dense",
+                "mlp.fc1": fc1,
+                "mlp.fc2": fc2,
+                "ls1.gamma": "layer_scale1.lambda1",
+                "ls2.gamma": "layer_scale2.lambda1",
+            }
+            stem = rest.rsplit(".", 1)[0] if not rest.startswith("ls") else rest
+            suffix = "" if rest.startswith("ls") else "." + parts[-1]
+            out[block + renamed[stem] + suffix] = value
+        else:
+            raise AssertionError(f"no transformers name for {key}")
+    hidden = state["cls_token"].shape[-1]
+    out["embeddings.mask_token"] = torch.empty(1, hidden, device=state["cls_token"].device)
+    if not dinov2:
+        out["pooler.dense.weight"] = torch.empty(hidden, hidden, device="meta")
+    return out
+
+
 @pytest.mark.parametrize("preset_name", sorted(PRESETS))
 def test_preset_checkpoint_shapes_fit_full_architecture(preset_name: str) -> None:
     """Build every preset at full size on the meta device (no memory) and load a checkpoint of
-    exactly its keys and shapes, wrapped as published, through the key mapping."""
+    exactly its published keys and shapes, wrapped as published, through the key mapping."""
+    from timm.layers import GluMlp
+
     preset = PRESETS[preset_name]
     with torch.device("meta"):
         module = build_module(config_from_preset(preset, "test"))
     target = module.backbone if preset.pooling == "cls+mean" else module
-    published = {f"module.{k}": v for k, v in target.state_dict().items()}
-    published["head.weight"] = torch.empty(1000, 8, device="meta")
-    target.load_state_dict(map_keys(published, preset), strict=True, assign=True)
+    if preset.layout == "transformers":
+        published = _as_transformers_4(
+            target.state_dict(), isinstance(target.blocks[0].mlp, GluMlp)
+        )
+        if preset_name == "midnight":  # DINOv2 checkpoints keep position embeddings for 518 px
+            published["embeddings.position_embeddings"] = torch.empty(
+                1, 1 + 37 * 37, 1536, device="meta"
+            )
+    else:
+        published = {f"module.{k}": v for k, v in target.state_dict().items()}
+        published["head.weight"] = torch.empty(1000, 8, device="meta")
+    state = published_to_timm(published, preset, target)
+    target.load_state_dict(state, strict=True, assign=True)
     width = target.embed_dim * 2 if preset.pooling == "cls+mean" else target.num_features
     assert width == preset.embedding_dim
+
+
+def test_presets_people_use_are_there() -> None:
+    for name in ("uni2-h", "h-optimus-1", "virchow", "phikon", "phikon-v2", "midnight"):
+        assert PRESETS[name].source_url.startswith("https://huggingface.co/")
+
+
+def _transformers():
+    return pytest.importorskip("transformers", reason="pip install -r requirements-dev.txt")
+
+
+def test_phikon_matches_transformers_forward(tmp_path: Path) -> None:
+    """Phikon at full size: transformers' own ViTModel with random weights, saved, imported by
+    the preset and run by timm, gives the same class token."""
+    from safetensors.torch import save_file
+
+    transformers = _transformers()
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(image_size=224, patch_size=16, layer_norm_eps=1e-12)
+    reference = transformers.ViTModel(config).eval()
+    state = {k: v.contiguous() for k, v in reference.state_dict().items()}
+    save_file(state, str(tmp_path / "model.safetensors"))
+    import_weights("phikon", tmp_path / "model.safetensors", tmp_path / "bundle")
+    bundle = load_bundle(tmp_path / "bundle")
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        expected = reference(pixel_values=x).last_hidden_state[:, 0]
+        torch.testing.assert_close(bundle.module(x), expected, rtol=1e-5, atol=1e-5)
+    assert bundle.config.layer_norm_eps == 1e-12
+
+
+def test_dinov2_swiglu_registers_free_matches_transformers(tmp_path: Path) -> None:
+    """The Dinov2Model path of Phikon-v2 and Midnight (layer scale, gated MLP, class + mean
+    patch token, position embeddings saved for another size), on a small model against
+    transformers' forward at the same random weights."""
+    from safetensors.torch import save_file
+
+    from pathssl.encoder.presets import Preset
+
+    transformers = _transformers()
+    torch.manual_seed(0)
+    config = transformers.Dinov2Config(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        patch_size=8,
+        image_size=48,  # saved for 48 px, run at 32 px: resampled once at import
+        mlp_ratio=4,
+        use_swiglu_ffn=True,
+    )
+    reference = transformers.Dinov2Model(config).eval()
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            if "lambda1" in name:
+                param.normal_(0.5, 0.1)  # layer scale away from its init
+    save_file(
+        {k: v.contiguous() for k, v in reference.state_dict().items()},
+        str(tmp_path / "model.safetensors"),
+    )
+    preset = Preset(
+        name="small-dinov2",
+        description="test",
+        architecture="vit_small_patch16_224",
+        timm_kwargs={
+            "img_size": 32,
+            "patch_size": 8,
+            "embed_dim": 64,
+            "depth": 2,
+            "num_heads": 4,
+            "init_values": 1e-5,
+            "mlp_ratio": 352 / 64,  # transformers: 2 x 176 gated units for ratio 4
+            "mlp_layer": "SwiGLUPacked",
+            "act_layer": "SiLU",
+            "global_pool": "",
+        },
+        embedding_dim=128,
+        input_size_px=32,
+        pooling="cls+mean",
+        layout="transformers",
+    )
+    import_weights(preset, tmp_path / "model.safetensors", tmp_path / "bundle")
+    bundle = load_bundle(tmp_path / "bundle")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        tokens = reference(pixel_values=x).last_hidden_state
+        expected = torch.cat([tokens[:, 0], tokens[:, 1:].mean(dim=1)], dim=-1)
+        torch.testing.assert_close(bundle.module(x), expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.heavy

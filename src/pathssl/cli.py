@@ -164,10 +164,22 @@ def _print_bundle(path: Path, config) -> None:
 def _add_import(sub: argparse._SubParsersAction) -> None:
     from pathssl.encoder.presets import PRESETS
 
-    p = sub.add_parser("import-weights", help="turn a public checkpoint into a model bundle")
-    p.add_argument("--preset", required=True, choices=sorted(PRESETS))
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--output", type=Path, required=True)
+    p = sub.add_parser(
+        "import-weights",
+        help="turn a downloaded public checkpoint into a model bundle",
+        description="Presets: "
+        + "; ".join(f"{name}: {PRESETS[name].description}" for name in sorted(PRESETS)),
+    )
+    p.add_argument(
+        "--preset", required=True, choices=sorted(PRESETS), help="which published model it is"
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="the downloaded weights (.safetensors, or .bin/.pth read as tensors only)",
+    )
+    p.add_argument("--output", type=Path, required=True, help="bundle folder to write")
     p.set_defaults(func=_run_import)
 
 
@@ -181,11 +193,11 @@ def _run_import(args: argparse.Namespace) -> int:
 
 def _add_init_model(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init-model", help="write an UNTRAINED (random) bundle of a timm model")
-    p.add_argument("--architecture", required=True)
-    p.add_argument("--output", type=Path, required=True)
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--mpp", type=float, default=0.5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--architecture", required=True, help="timm model name, e.g. resnet18")
+    p.add_argument("--output", type=Path, required=True, help="bundle folder to write")
+    p.add_argument("--input-size", type=int, default=224, help="tile side in pixels (default: 224)")
+    p.add_argument("--mpp", type=float, default=0.5, help="tile resolution in um/px (default: 0.5)")
+    p.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default: 0)")
     p.set_defaults(func=_run_init_model)
 
 

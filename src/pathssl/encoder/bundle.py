@@ -47,6 +47,7 @@ class EncoderConfig:
     provenance: str
     timm_kwargs: dict[str, Any] = field(default_factory=dict)
     pooling: str = "timm"  # "timm": the model's own pooled output; "cls+mean": Virchow-style
+    layer_norm_eps: float | None = None  # set on every LayerNorm when not timm's default
     weights_sha256: str = ""
     format_version: int = 1
 
@@ -95,6 +96,10 @@ def build_module(config: EncoderConfig) -> torch.nn.Module:
         raise ModelBundleError(
             f"timm cannot build {config.architecture!r} with {config.timm_kwargs} ({exc})"
         ) from exc
+    if config.layer_norm_eps is not None:
+        for layer in backbone.modules():
+            if isinstance(layer, torch.nn.LayerNorm):
+                layer.eps = config.layer_norm_eps
     if config.pooling == "cls+mean":
         return TokenPooling(backbone)
     if config.pooling != "timm":

@@ -12,6 +12,7 @@ import torch
 
 from pathssl.encoder.bundle import EncoderConfig, build_module, load_weights
 from pathssl.encoder.export import save_bundle
+from pathssl.encoder.hf_layout import fit_position_embeddings, transformers_to_timm
 from pathssl.encoder.presets import Preset, get_preset
 from pathssl.errors import ModelBundleError
 
@@ -61,6 +62,18 @@ def map_keys(state: dict[str, torch.Tensor], preset: Preset) -> dict[str, torch.
     return mapped
 
 
+def published_to_timm(
+    state: dict[str, torch.Tensor], preset: Preset, target: torch.nn.Module
+) -> dict[str, torch.Tensor]:
+    """The published checkpoint's tensors under the timm module's names and shapes."""
+    state = map_keys(state, preset)
+    if preset.layout == "transformers":
+        state = fit_position_embeddings(transformers_to_timm(state), target)
+    elif preset.layout != "timm":
+        raise ModelBundleError(f"preset {preset.name}: unknown checkpoint layout {preset.layout!r}")
+    return state
+
+
 def config_from_preset(preset: Preset, provenance: str) -> EncoderConfig:
     return EncoderConfig(
         name=preset.name,
@@ -74,11 +87,13 @@ def config_from_preset(preset: Preset, provenance: str) -> EncoderConfig:
         provenance=provenance,
         timm_kwargs=dict(preset.timm_kwargs),
         pooling=preset.pooling,
+        layer_norm_eps=preset.layer_norm_eps,
     )
 
 
-def import_weights(preset_name: str, checkpoint: Path, output_dir: Path) -> EncoderConfig:
-    preset = get_preset(preset_name)
+def import_weights(preset: str | Preset, checkpoint: Path, output_dir: Path) -> EncoderConfig:
+    """A bundle in output_dir from a published checkpoint of the preset (a name or a Preset)."""
+    preset = get_preset(preset) if isinstance(preset, str) else preset
     config = config_from_preset(
         preset,
         f"imported by pathssl import-weights from {Path(checkpoint).name} "
@@ -86,7 +101,7 @@ def import_weights(preset_name: str, checkpoint: Path, output_dir: Path) -> Enco
     )
     module = build_module(config)
     target = module.backbone if preset.pooling == "cls+mean" else module
-    state = map_keys(read_checkpoint(checkpoint), preset)
+    state = published_to_timm(read_checkpoint(checkpoint), preset, target)
     load_weights(target, state, str(checkpoint), f"preset {preset.name} ({preset.architecture})")
     with torch.inference_mode():
         out = module.eval()(torch.zeros(1, 3, preset.input_size_px, preset.input_size_px))

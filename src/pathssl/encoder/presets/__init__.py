@@ -29,6 +29,8 @@ class Preset:
     strip_prefixes: tuple[str, ...] = ("module.", "backbone.", "encoder.", "model.")
     drop_prefixes: tuple[str, ...] = ("head.", "fc.")
     source_url: str = ""  # where users download the checkpoint (documentation only)
+    layout: str = "timm"  # key names of the published checkpoint: "timm" or "transformers"
+    layer_norm_eps: float | None = None  # when the published model's differs from timm's 1e-6
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -52,12 +54,31 @@ def get_preset(name: str) -> Preset:
 # Import the preset files so that they register themselves.
 from pathssl.encoder.presets import (  # noqa: E402
     h_optimus_0,
+    h_optimus_1,
     lunit_dino_vits16,
+    midnight,
+    phikon,
+    phikon_v2,
     prov_gigapath,
     resnet50,
     uni,
+    uni2_h,
+    virchow,
     virchow2,
 )
 
 __all__ = ["PRESETS", "Preset", "get_preset", "register"]
-_ = (h_optimus_0, lunit_dino_vits16, prov_gigapath, resnet50, uni, virchow2)
+_ = (
+    h_optimus_0,
+    h_optimus_1,
+    lunit_dino_vits16,
+    midnight,
+    phikon,
+    phikon_v2,
+    prov_gigapath,
+    resnet50,
+    uni,
+    uni2_h,
+    virchow,
+    virchow2,
+)
