@@ -95,3 +95,50 @@ def test_pretrain_help_names_every_method() -> None:
         ("barlow", "Barlow Twins"),
     ]:
         assert f"{key} ({name})" in text
+
+
+def _options(parser, path=("pathssl",)):
+    """(command, option, action) for every option of every subcommand."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, (*path, name))
+        elif action.dest != "help":
+            yield " ".join(path), "/".join(action.option_strings) or action.dest, action
+
+
+def test_every_option_has_help_and_says_its_default() -> None:
+    import argparse
+
+    from pathssl.cli import build_parser
+    from pathssl.grand_challenge.run import build_parser as process_parser
+
+    missing, silent = [], []
+    for parser in (build_parser(), process_parser()):
+        for command, option, action in _options(parser, (parser.prog,)):
+            if not action.help:
+                missing.append(f"{command} {option}")
+            elif (
+                action.option_strings
+                and action.default not in (None, False, [], argparse.SUPPRESS)
+                and "default" not in action.help
+                and not action.required
+            ):
+                silent.append(f"{command} {option} (default {action.default!r})")
+    assert missing == [] and silent == []
+
+
+def test_help_does_not_import_torch() -> None:
+    """`pathssl --help` and the subcommands' help stay fast: PyTorch loads only to run."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from pathssl.cli import main\n"
+        "for args in (['--help'], ['embed', '--help'], ['import-weights', '--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        main(args)\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -257,9 +257,11 @@ def _run_pretrain(args: argparse.Namespace) -> int:
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="training checkpoint -> model bundle for `embed`")
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("--output", type=Path, required=True)
-    p.add_argument("--name", default=None)
+    p.add_argument("checkpoint", type=Path, help="a `pathssl pretrain` checkpoint (.pt)")
+    p.add_argument("--output", type=Path, required=True, help="bundle folder to write")
+    p.add_argument(
+        "--name", default=None, help="model name in config.json (default: method-arch-steps)"
+    )
     p.set_defaults(func=_run_export)
 
 
@@ -274,7 +276,9 @@ def _run_export(args: argparse.Namespace) -> int:
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="linear probe and kNN on labelled tiles (image folders)")
     p.add_argument("datasets", nargs="+", type=Path, help="image-folder datasets")
-    p.add_argument("--model", type=Path, default=None)
+    p.add_argument(
+        "--model", type=Path, default=None, help="model bundle (default: the bundled model/)"
+    )
     p.add_argument(
         "--no-random-baseline",
         action="store_true",
@@ -356,8 +360,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def _add_dev_tasks(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("make-dev-tasks", help="build evaluation tasks from ../shared/data")
-    p.add_argument("--shared", type=Path, default=Path("../shared/data"))
-    p.add_argument("--output", type=Path, required=True)
+    p.add_argument(
+        "--shared",
+        type=Path,
+        default=Path("../shared/data"),
+        help="the shared data folder (default: ../shared/data)",
+    )
+    p.add_argument("--output", type=Path, required=True, help="folder for the task folders")
     p.set_defaults(func=_run_dev_tasks)
 
 
@@ -373,7 +382,7 @@ def _run_dev_tasks(args: argparse.Namespace) -> int:
 def _add_slide_ssl(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-slide-encoder", help="slide-level SSL (Giga-SSL) on embedded slides")
     p.add_argument("embeddings", type=Path, help="folder of `pathssl embed` outputs")
-    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--output", type=Path, required=True, help="run folder (checkpoints, log)")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -382,17 +391,22 @@ def _add_slide_ssl(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="e.g. --set steps=300 --set tiles_per_view=256",
     )
-    p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--stop-after", type=int, default=None)
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="end this invocation after N steps (checkpointed; resume later)",
+    )
     p.set_defaults(func=_run_slide_ssl)
 
     p = sub.add_parser("export-slide-encoder", help="add a trained slide encoder to a bundle")
-    p.add_argument("checkpoint", type=Path)
+    p.add_argument("checkpoint", type=Path, help="a `train-slide-encoder` checkpoint")
     p.add_argument("--bundle", type=Path, required=True, help="model bundle to add it to")
     p.set_defaults(func=_run_export_slide)
 
     p = sub.add_parser("evaluate-slides", help="slide-level linear evaluation (ROC-AUC)")
-    p.add_argument("embeddings", type=Path)
+    p.add_argument("embeddings", type=Path, help="folder of `pathssl embed` outputs")
     p.add_argument("labels", type=Path, help="CSV with columns slide,label")
     p.add_argument(
         "--slide-encoder",
@@ -405,14 +419,28 @@ def _add_slide_ssl(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_evaluate_slides)
 
     p = sub.add_parser("make-slide-cohort", help="synthetic cohorts from real tissue tiles")
-    p.add_argument("--task", choices=["segregated", "clustered", "composition"], required=True)
-    p.add_argument("--slides", type=int, default=200)
-    p.add_argument("--augmentations", type=int, default=4)
-    p.add_argument("--pool-size", type=int, default=16, help="real tiles per tissue type")
-    p.add_argument("--model", type=Path, default=None)
+    p.add_argument(
+        "--task",
+        choices=["segregated", "clustered", "composition"],
+        required=True,
+        help="what tells the two classes apart (README, Slide embeddings without labels)",
+    )
+    p.add_argument("--slides", type=int, default=200, help="slides in the cohort (default: 200)")
+    p.add_argument(
+        "--augmentations",
+        type=int,
+        default=4,
+        help="augmented feature copies per slide (default: 4)",
+    )
+    p.add_argument(
+        "--pool-size", type=int, default=16, help="real tiles per tissue type (default: 16)"
+    )
+    p.add_argument(
+        "--model", type=Path, default=None, help="model bundle (default: the bundled model/)"
+    )
     p.add_argument("--shared", type=Path, default=None, help="../shared/data, if present")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--output", type=Path, required=True, help="cohort folder to write")
     p.set_defaults(func=_run_cohort)
 
 
