@@ -16,6 +16,7 @@ from PIL import Image
 
 from pathssl.errors import PathsslError, SlideReadError
 from pathssl.pipeline import EmbedOptions, OutputLayout, embed_slide, embed_slides
+from pathssl.slide import open_slide
 
 OPTS = EmbedOptions(num_workers=0, batch_size=16)
 
@@ -129,10 +130,38 @@ def test_feature_map_agrees_with_patch_list(cmu_out: Path) -> None:
     assert image.GetMetaData("model_sha256")
 
 
-def test_preview_is_an_image_of_the_slide(cmu_out: Path) -> None:
+def test_preview_is_an_image_of_the_slide(cmu_out: Path, cmu_slide: Path) -> None:
+    from pathssl.outputs.preview import GAP_PX, MARGIN_PX
+
     with Image.open(cmu_out / "preview.png") as im:
         assert im.mode == "RGB"
-        assert im.height == 186 and im.width == 2 * 139 + 8
+        preview = np.asarray(im)
+    # 2220 x 2967 px at 0.499 um/px: the long side drawn at 1000 px, two panels side by side
+    cols = (preview.shape[1] - GAP_PX - 2 * MARGIN_PX) // 2
+    assert cols == 748
+    header = 30 + 20 * 3  # title and three lines of details
+    assert preview.shape[0] == header + 1000 + 56
+    slide = preview[header : header + 1000, MARGIN_PX : MARGIN_PX + cols].astype(int)
+    with open_slide(cmu_slide) as s:  # the left panel is the slide itself
+        truth = np.asarray(
+            Image.fromarray(s.read_region(0, 0, 0, 2220, 2967)).resize((cols, 1000))
+        ).astype(int)
+    green = (slide == (0, 200, 0)).all(axis=2)
+    assert green.sum() > 1000  # the tissue outline
+    assert np.abs(slide - truth)[~green].mean() < 12
+    assert (preview[:header] < 100).all(axis=2).sum() > 500  # the title is written
+    footer = preview[header + 1000 :, MARGIN_PX : MARGIN_PX + cols]
+    assert ((footer < 60).all(axis=2).sum(axis=1) > 50).any()  # the scale bar
+
+
+def test_fluorescence_preview_is_legible(tiny_bundle, tmp_path: Path) -> None:
+    path = shared_slide("hamamatsu_test3-DAPI-2-387.ndpi")
+    embed_slide(path, tmp_path / "f", tiny_bundle, OPTS)
+    preview = np.asarray(Image.open(tmp_path / "f" / "preview.png").convert("L"))
+    panel = preview[90:-56, 12 : (preview.shape[1] - 40) // 2 + 12]
+    # DAPI in blue on black is dark (99th percentile of brightness 73 in the raw thumbnail);
+    # stretched and shown in grey, the nuclei are bright
+    assert np.percentile(panel, 99) > 200 and np.percentile(panel, 50) < 60
 
 
 def test_deterministic_byte_identical(cmu_slide: Path, tiny_bundle, tmp_path: Path) -> None:
@@ -194,6 +223,9 @@ def test_batch_resume_and_failure_isolation(cmu_slide: Path, tiny_bundle, tmp_pa
     assert not (out / "bad").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert [s["status"] for s in summary["slides"]] == ["failed", "complete"]
+    index = (out / "index.html").read_text()  # the run's page: each slide, its preview
+    assert '<img src="good/preview.png"' in index and "bad.svs" in index
+    assert "1 embedded, 0 skipped, 1 failed" in " ".join(index.split())
     mtime = (out / "good" / "run.json").stat().st_mtime_ns
     again = embed_slides([inputs], out, tiny_bundle, OPTS)
     assert [r.status for r in again] == ["failed", "skipped"]

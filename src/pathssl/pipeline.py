@@ -34,6 +34,8 @@ from pathssl.outputs.disk import (
 )
 from pathssl.outputs.feature_store import FeatureStore
 from pathssl.outputs.lock import remove_stale_temporaries, slide_lock
+from pathssl.outputs.preview import preview_mpp
+from pathssl.outputs.run_index import write_run_index
 from pathssl.outputs.slide_outputs import (
     OutputLayout,
     SlideOutputs,
@@ -115,6 +117,10 @@ def embed_slide(
             max_tiles=options.max_tiles,
         )
         grid = plan_tiles(slide.levels, resolution.mpp, tissue, spec, str(slide_path))
+        preview_image = thumb
+        wanted_mpp = preview_mpp(resolution.mpp, slide.dimensions)
+        if layout.preview and wanted_mpp < thumb.mpp:  # small slides: a finer picture
+            preview_image = render_thumbnail(slide, resolution.mpp, target_mpp=wanted_mpp)
         downsample = slide.levels[grid.level].downsample
         slide_info = {
             "file": slide_path.name,  # a name, not a host path
@@ -179,7 +185,7 @@ def embed_slide(
                 augmented=augmented,
                 embedding=embedding,
                 qc=qc,
-                thumb=thumb,
+                preview_image=preview_image,
                 tissue=tissue,
                 level0_mpp=resolution.mpp,
                 level0_size_px=tuple(slide_info["dimensions_px"]),
@@ -189,6 +195,7 @@ def embed_slide(
                     "model_sha256": bundle.weights_sha256,
                     "code_sha256": code_sha256(),
                 },
+                model_label=f"{cfg.name} (sha256 {bundle.weights_sha256[:12]})",
             ),
         )
         timings["outputs_s"] = time.perf_counter() - t2
@@ -402,6 +409,16 @@ def embed_slides(
                 "slides": [asdict(r) for r in reports],
             }
             stage.path(shard.summary_name).write_text(json.dumps(summary, indent=2) + "\n")
+            if options.layout.preview:
+                write_run_index(
+                    stage.path(
+                        shard.summary_name.replace("summary", "index").replace(".json", ".html")
+                    ),
+                    reports,
+                    bundle.config.name,
+                    bundle.weights_sha256,
+                    options.layout.preview,
+                )
     except OSError as exc:
         raise output_error(exc, output_root) from exc
     return reports

@@ -16,7 +16,7 @@ import numpy as np
 from pathssl.outputs.atomic import Stage
 from pathssl.outputs.features_h5 import write_features_file
 from pathssl.outputs.images import write_feature_map, write_mask
-from pathssl.outputs.preview import write_preview
+from pathssl.outputs.preview import PreviewCaption, write_preview
 from pathssl.outputs.unicorn import (
     patch_meta,
     write_patch_representation,
@@ -57,12 +57,27 @@ class SlideOutputs:
     augmented: list[np.ndarray]  # K arrays like `features` (slide-level SSL views)
     embedding: np.ndarray  # (E,) slide embedding
     qc: TileQC
-    thumb: Thumbnail
+    preview_image: Thumbnail  # the slide at preview resolution (preview.preview_mpp)
     tissue: TissueMask
     level0_mpp: float
     level0_size_px: tuple[int, int]  # (width, height)
     h5_attrs: dict[str, Any]
     image_metadata: dict[str, str]  # provenance written into each .mha header
+    model_label: str  # e.g. "resnet18-barlow-200steps (sha256 d1944fffdb04)"
+
+    def caption(self) -> PreviewCaption:
+        grid, qc = self.grid, self.qc
+        return PreviewCaption(
+            self.title,
+            [
+                f"model {self.model_label}",
+                f"{len(grid)} tiles of {grid.tile_size_px} px at {grid.patch_mpp:.3f} um/px "
+                f"(slide {self.level0_size_px[0]} x {self.level0_size_px[1]} px at "
+                f"{self.level0_mpp:.3f} um/px); tissue: {self.tissue.source}",
+                f"tile QC: {int(qc.flagged.sum())} flagged ({int(qc.ink.sum())} ink, "
+                f"{int(qc.blurred.sum())} blurred)",
+            ],
+        )
 
 
 def write_slide_outputs(stage: Stage, layout: OutputLayout, out: SlideOutputs) -> None:
@@ -98,11 +113,13 @@ def write_slide_outputs(stage: Stage, layout: OutputLayout, out: SlideOutputs) -
     if layout.preview:
         write_preview(
             stage.path(layout.preview),
-            out.thumb,
+            out.preview_image,
             out.tissue,
             out.grid,
             out.features,
             out.qc.flagged,
+            out.caption(),
+            fluorescence=out.tissue.source == "detected-fluorescence",
         )
 
 
