@@ -48,7 +48,7 @@ def test_bad_slide_one_line_error(tmp_path: Path, content: bytes, expected: str)
     assert "Traceback" not in proc.stderr
     failures = [line for line in proc.stderr.splitlines() if line.startswith("FAILED")]
     assert len(failures) == 1 and expected in failures[0] and str(bad) in failures[0]
-    assert [p.name for p in out.iterdir()] == ["summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "summary.json"]
 
 
 def test_missing_model_is_a_one_line_error(cmu_slide: Path, tmp_path: Path) -> None:

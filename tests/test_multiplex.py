@@ -77,7 +77,7 @@ def test_multiplex_through_the_cli_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     failed = [ln for ln in proc.stderr.splitlines() if ln.startswith("FAILED")]
     assert len(failed) == 1 and "multiplex PerkinElmer/Akoya qptiff" in failed[0]
-    assert [p.name for p in out.iterdir()] == ["summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "summary.json"]
 
 
 def test_rgb_and_single_channel_tiffs_still_open(tmp_path: Path) -> None:
