@@ -253,7 +253,7 @@ class TileSource:
         _, grid = self._pick(item.grids, g)
         row, col = grid.grid_rc[int(torch.randint(0, len(grid), (), generator=g))]
         # jitter within one grid step so locations are not quantised to the grid
-        dx, dy = (torch.rand(2, generator=g) - 0.5) * grid.stride_l0_px
+        dx, dy = ((torch.rand(2, generator=g) - 0.5) * grid.stride_l0_px).tolist()
         w, h = item.slide_size
         x = int(np.clip(col * grid.stride_l0_px + dx, 0, w - grid.stride_l0_px))
         y = int(np.clip(row * grid.stride_l0_px + dy, 0, h - grid.stride_l0_px))
