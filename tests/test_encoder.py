@@ -96,6 +96,7 @@ def _as_transformers_4(state: dict[str, torch.Tensor], swiglu: bool) -> dict[str
     """timm ViT tensors under the names transformers 4 saved ViTModel / Dinov2Model under (the
     layout of the published Phikon, Phikon-v2 and Midnight checkpoints)."""
     dinov2 = "blocks.0.ls1.gamma" in state
+    registers = "reg_token" in state
     norm1, norm2 = ("norm1", "norm2") if dinov2 else ("layernorm_before", "layernorm_after")
     fc1, fc2 = (
         ("mlp.weights_in", "mlp.weights_out")
@@ -109,7 +110,11 @@ def _as_transformers_4(state: dict[str, torch.Tensor], swiglu: bool) -> dict[str
         parts = key.split(".")
         if key == "cls_token":
             out["embeddings.cls_token"] = value
+        elif key == "reg_token":
+            out["embeddings.register_tokens"] = value
         elif key == "pos_embed":
+            if registers:  # transformers embeds the class token's position too
+                value = torch.cat([torch.empty_like(value[:, :1]), value], dim=1)
             out["embeddings.position_embeddings"] = value
         elif key.startswith("patch_embed.proj."):
             out[f"embeddings.patch_embeddings.projection.{parts[-1]}"] = value
@@ -170,7 +175,7 @@ def test_preset_checkpoint_shapes_fit_full_architecture(preset_name: str) -> Non
 
 
 def test_presets_people_use_are_there() -> None:
-    for name in ("uni2-h", "h-optimus-1", "virchow", "phikon", "phikon-v2", "midnight"):
+    for name in ("uni2-h", "h-optimus-1", "virchow", "phikon", "phikon-v2", "midnight", "hibou-l"):
         assert PRESETS[name].source_url.startswith("https://huggingface.co/")
 
 
@@ -198,53 +203,57 @@ def test_phikon_matches_transformers_forward(tmp_path: Path) -> None:
     assert bundle.config.layer_norm_eps == 1e-12
 
 
-def test_dinov2_swiglu_registers_free_matches_transformers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("registers", [0, 4], ids=["dinov2-swiglu", "dinov2-registers"])
+def test_dinov2_layout_matches_transformers(tmp_path: Path, registers: int) -> None:
     """The Dinov2Model path of Phikon-v2 and Midnight (layer scale, gated MLP, class + mean
-    patch token, position embeddings saved for another size), on a small model against
-    transformers' forward at the same random weights."""
+    patch token, position embeddings saved for another size) and the Dinov2WithRegisters path
+    of Hibou-L (registers, the class token's position folded in), each on a small model
+    against transformers' own forward at the same random weights."""
     from safetensors.torch import save_file
 
     from pathssl.encoder.presets import Preset
 
     transformers = _transformers()
     torch.manual_seed(0)
-    config = transformers.Dinov2Config(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        patch_size=8,
-        image_size=48,  # saved for 48 px, run at 32 px: resampled once at import
-        mlp_ratio=4,
-        use_swiglu_ffn=True,
-    )
-    reference = transformers.Dinov2Model(config).eval()
+    common = {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "patch_size": 8,
+        "image_size": 48,  # saved for 48 px, run at 32 px: resampled once at import
+        "mlp_ratio": 4,
+    }
+    if registers:
+        config = transformers.Dinov2WithRegistersConfig(num_register_tokens=registers, **common)
+        reference = transformers.Dinov2WithRegistersModel(config).eval()
+    else:
+        config = transformers.Dinov2Config(use_swiglu_ffn=True, **common)
+        reference = transformers.Dinov2Model(config).eval()
     with torch.no_grad():
         for name, param in reference.named_parameters():
             if "lambda1" in name:
                 param.normal_(0.5, 0.1)  # layer scale away from its init
+            if "position_embeddings" in name or "cls_token" in name:
+                param.normal_(0, 0.5)  # and position embeddings that matter
     save_file(
         {k: v.contiguous() for k, v in reference.state_dict().items()},
         str(tmp_path / "model.safetensors"),
     )
+    kwargs = {"img_size": 32, "patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 4}
+    kwargs["init_values"] = 1e-5
+    if registers:
+        kwargs |= {"reg_tokens": registers, "no_embed_class": True, "global_pool": "token"}
+    else:  # transformers: 2 x 176 gated units for ratio 4
+        kwargs |= {"mlp_ratio": 352 / 64, "mlp_layer": "SwiGLUPacked", "act_layer": "SiLU"}
+        kwargs["global_pool"] = ""
     preset = Preset(
         name="small-dinov2",
         description="test",
         architecture="vit_small_patch16_224",
-        timm_kwargs={
-            "img_size": 32,
-            "patch_size": 8,
-            "embed_dim": 64,
-            "depth": 2,
-            "num_heads": 4,
-            "init_values": 1e-5,
-            "mlp_ratio": 352 / 64,  # transformers: 2 x 176 gated units for ratio 4
-            "mlp_layer": "SwiGLUPacked",
-            "act_layer": "SiLU",
-            "global_pool": "",
-        },
-        embedding_dim=128,
+        timm_kwargs=kwargs,
+        embedding_dim=64 if registers else 128,
         input_size_px=32,
-        pooling="cls+mean",
+        pooling="timm" if registers else "cls+mean",
         layout="transformers",
     )
     import_weights(preset, tmp_path / "model.safetensors", tmp_path / "bundle")
@@ -252,7 +261,10 @@ def test_dinov2_swiglu_registers_free_matches_transformers(tmp_path: Path) -> No
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
         tokens = reference(pixel_values=x).last_hidden_state
-        expected = torch.cat([tokens[:, 0], tokens[:, 1:].mean(dim=1)], dim=-1)
+        if registers:
+            expected = tokens[:, 0]
+        else:
+            expected = torch.cat([tokens[:, 0], tokens[:, 1:].mean(dim=1)], dim=-1)
         torch.testing.assert_close(bundle.module(x), expected, rtol=1e-4, atol=1e-4)
 
 

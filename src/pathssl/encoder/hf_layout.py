@@ -18,6 +18,7 @@ from pathssl.errors import ModelBundleError
 _BLOCK = r"(?:encoder\.)?(?:layer|layers)\.(\d+)\."  # "encoder." may be stripped already
 _RENAMES = [
     (r"embeddings\.cls_token", "cls_token"),
+    (r"embeddings\.register_tokens", "reg_token"),
     (r"embeddings\.position_embeddings", "pos_embed"),
     (r"embeddings\.patch_embeddings\.projection\.(weight|bias)", r"patch_embed.proj.\1"),
     (_BLOCK + r"(?:layernorm_before|norm1)\.(weight|bias)", r"blocks.\1.norm1.\2"),
@@ -82,22 +83,32 @@ def transformers_to_timm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 def fit_position_embeddings(
     state: dict[str, torch.Tensor], target: torch.nn.Module
 ) -> dict[str, torch.Tensor]:
-    """Resample the published position embeddings to the preset's patch grid when they were
-    saved for another image size (DINOv2 checkpoints often keep 518 px), as transformers does
-    at every forward pass (bicubic, no antialiasing)."""
+    """Position embeddings as the timm module holds them.
+
+    transformers adds a position embedding to the class token and the patches, then inserts
+    the registers (none); timm's register models (no_embed_class) embed patches only, so the
+    class token's position embedding is folded into the class token. Embeddings saved for
+    another image size (DINOv2 checkpoints often keep 518 px) are resampled to the preset's
+    grid once, as transformers does at every forward pass: bicubic, antialiased in its
+    DINOv2-with-registers model and not in its DINOv2 and ViT models."""
     from timm.layers import resample_abs_pos_embed
 
     published, wanted = state.get("pos_embed"), getattr(target, "pos_embed", None)
-    if published is None or wanted is None or published.shape == wanted.shape:
+    if published is None or wanted is None:
         return state
-    prefix = 0 if getattr(target, "no_embed_class", False) else target.num_prefix_tokens
-    grid = target.patch_embed.grid_size
     state = dict(state)
-    state["pos_embed"] = resample_abs_pos_embed(
-        published,
-        new_size=list(grid),
-        num_prefix_tokens=prefix,
-        interpolation="bicubic",
-        antialias=False,
-    )
+    antialias = "reg_token" in state  # Dinov2WithRegistersModel interpolates antialiased
+    if getattr(target, "no_embed_class", False) and "cls_token" in state:
+        state["cls_token"] = state["cls_token"] + published[:, :1]
+        published = published[:, 1:]
+    if published.shape != wanted.shape:
+        prefix = 0 if getattr(target, "no_embed_class", False) else target.num_prefix_tokens
+        published = resample_abs_pos_embed(
+            published,
+            new_size=list(target.patch_embed.grid_size),
+            num_prefix_tokens=prefix,
+            interpolation="bicubic",
+            antialias=antialias,
+        )
+    state["pos_embed"] = published
     return state

@@ -55,6 +55,7 @@ def get_preset(name: str) -> Preset:
 from pathssl.encoder.presets import (  # noqa: E402
     h_optimus_0,
     h_optimus_1,
+    hibou_l,
     lunit_dino_vits16,
     midnight,
     phikon,
@@ -71,6 +72,7 @@ __all__ = ["PRESETS", "Preset", "get_preset", "register"]
 _ = (
     h_optimus_0,
     h_optimus_1,
+    hibou_l,
     lunit_dino_vits16,
     midnight,
     phikon,
