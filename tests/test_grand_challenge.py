@@ -105,9 +105,9 @@ def test_tile_cap_is_an_even_deterministic_subsample(runs: dict[str, Path], tmp_
     out = runs["wsi"]
     proc = process(CASES / "wsi", tmp_path / "capped", "--max-tiles", "10")
     assert proc.returncode == 0, proc.stderr
-    assert "49 tissue tiles, 10 kept by the cap" in proc.stdout
+    assert "55 tissue tiles, 10 kept by the cap" in proc.stdout
     record = json.loads((tmp_path / "capped" / "pathssl-run-record.json").read_text())
-    assert record["tiling"]["capped"] and record["tiling"]["tiles_in_tissue"] == 49
+    assert record["tiling"]["capped"] and record["tiling"]["tiles_in_tissue"] == 55
     full = [
         p["coordinates"]
         for p in json.loads((out / "patch-neural-representation.json").read_text())[0]["patches"]
@@ -115,7 +115,7 @@ def test_tile_cap_is_an_even_deterministic_subsample(runs: dict[str, Path], tmp_
     capped = json.loads((tmp_path / "capped" / "patch-neural-representation.json").read_text())
     kept = [p["coordinates"] for p in capped[0]["patches"]]
     picks = [full.index(c) for c in kept]
-    assert len(kept) == 10 and picks == sorted(picks) and picks[0] == 0 and picks[-1] == 48
+    assert len(kept) == 10 and picks == sorted(picks) and picks[0] == 0 and picks[-1] == 54
 
 
 def test_container_tile_cap_bounds_the_patch_json() -> None:

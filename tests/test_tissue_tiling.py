@@ -20,6 +20,8 @@ from pathssl.tissue import (
     render_thumbnail,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _thumb_and_mask(path: Path, mpp: float | None = None):
     with open_slide(path) as slide:
@@ -151,3 +153,18 @@ def test_fractions_on_a_known_mask() -> None:
     np.testing.assert_allclose(
         tm.fractions(np.array([0, 30, 50]), np.array([0, 0, 0]), 40), [1.0, 0.5, 0.0]
     )
+
+
+def test_svs_and_its_grand_challenge_tiff_give_the_same_tiles(cmu_slide: Path) -> None:
+    """The same tissue through two pyramids (the .svs has one level; panimg's TIFF of it six):
+    the mask is rendered from a level at least 2 um/px fine in both, so the tiles agree."""
+    gc_tiff = next((ROOT / "test/input/wsi/images/whole-slide-image").iterdir())
+    for spec in (TilingSpec(target_mpp=1.0, tile_size_px=112), TilingSpec(2.0, 32)):
+        tiles = []
+        for path in (cmu_slide, gc_tiff):
+            with open_slide(path) as slide:
+                mpp = resolve_mpp(slide, None).mpp
+                tissue = detect_tissue(render_thumbnail(slide, mpp))
+                grid = plan_tiles(slide.levels, mpp, tissue, spec)
+            tiles.append(sorted(map(tuple, grid.coords_l0.tolist())))
+        assert tiles[0] == tiles[1] and len(tiles[0]) > 40

@@ -120,7 +120,9 @@ def embed_slide(
         preview_image = thumb
         wanted_mpp = preview_mpp(resolution.mpp, slide.dimensions)
         if layout.preview and wanted_mpp < thumb.mpp:  # small slides: a finer picture
-            preview_image = render_thumbnail(slide, resolution.mpp, target_mpp=wanted_mpp)
+            preview_image = render_thumbnail(
+                slide, resolution.mpp, target_mpp=wanted_mpp, source_mpp=None
+            )
         downsample = slide.levels[grid.level].downsample
         slide_info = {
             "file": slide_path.name,  # a name, not a host path

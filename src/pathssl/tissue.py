@@ -16,11 +16,17 @@ from scipy import ndimage
 
 from pathssl.errors import SlideReadError, TissueError
 from pathssl.ink import ink_mask
-from pathssl.slide.reader import Slide
+from pathssl.slide.reader import Slide, SlideLevel
 
 TISSUE_MPP = 8.0  # microns per pixel of the rendering the mask is computed on
 CHUNK_SIDE_PX = 4096  # level pixels per side of one region read when rendering
 RENDER_SLACK = 0.02  # a rendering may be this much coarser than TISSUE_MPP
+# The mask's rendering is box-averaged from a level at least this fine, whatever the pyramid:
+# a slide's coarse levels differ with the scanner's or converter's resampling, and Otsu on
+# faint tissue follows them (the CMU .svs and its Grand-Challenge TIFF gave 55 and 49 tiles
+# when each was rendered from its own 8 um/px level; 55 and 55 from 2 um/px).
+TISSUE_SOURCE_MPP = 2.0
+TISSUE_SOURCE_MAX_PX = 256_000_000  # ... unless that level is larger: then the finest under it
 PROGRESS_MIN_CHUNKS = 16  # 16 chunks of 4096² px: a few seconds of decoding and more
 
 
@@ -54,16 +60,18 @@ class Thumbnail:
     mpp: float
 
 
-def render_thumbnail(slide: Slide, mpp: float, target_mpp: float = TISSUE_MPP) -> Thumbnail:
+def render_thumbnail(
+    slide: Slide,
+    mpp: float,
+    target_mpp: float = TISSUE_MPP,
+    source_mpp: float | None = TISSUE_SOURCE_MPP,
+) -> Thumbnail:
     """Render the slide at about `target_mpp` (at most 2 % coarser) by block-averaging chunks read
-    from the finest pyramid level that is not coarser, so no whole level is ever in memory."""
-    levels = slide.levels
-    # 2 % slack: pyramids round their level sizes, so a level meant to be 16x may be 16.06x;
-    # without it one pyramid of a slide renders at 8 um/px and another at 4 (other tiles)
+    from a pyramid level not coarser than it (nor than `source_mpp`, where set and the level
+    fits TISSUE_SOURCE_MAX_PX), so no whole level is ever in memory."""
+    level = _source_level(slide.levels, mpp, target_mpp, source_mpp)
+    lv = slide.levels[level]
     limit = target_mpp * (1 + RENDER_SLACK)
-    finer = [i for i, lv in enumerate(levels) if lv.downsample * mpp <= limit]
-    level = max(finer, key=lambda i: levels[i].downsample) if finer else 0
-    lv = levels[level]
     factor = max(1, math.floor(limit / (lv.downsample * mpp) + 1e-6))
     cols, rows = math.ceil(lv.width / factor), math.ceil(lv.height / factor)
     out = np.empty((rows, cols, 3), np.uint8)
@@ -96,6 +104,26 @@ def render_thumbnail(slide: Slide, mpp: float, target_mpp: float = TISSUE_MPP) -
             bar.update()
     scale = lv.downsample * factor
     return Thumbnail(out, scale, mpp * scale)
+
+
+def _source_level(
+    levels: tuple[SlideLevel, ...], mpp: float, target_mpp: float, source_mpp: float | None
+) -> int:
+    # 2 % slack: pyramids round their level sizes, so a level meant to be 16x may be 16.06x;
+    # without it one pyramid of a slide renders at 8 um/px and another at 4 (other tiles)
+    limit = target_mpp * (1 + RENDER_SLACK)
+    usable = [i for i, lv in enumerate(levels) if lv.downsample * mpp <= limit]
+    if not usable:
+        return 0
+    if source_mpp is None:
+        return max(usable, key=lambda i: levels[i].downsample)
+    fits = [i for i in usable if levels[i].width * levels[i].height <= TISSUE_SOURCE_MAX_PX]
+    fine = [i for i in fits if levels[i].downsample * mpp <= source_mpp * (1 + RENDER_SLACK)]
+    if fine:
+        return max(fine, key=lambda i: levels[i].downsample)
+    if fits:
+        return min(fits, key=lambda i: levels[i].downsample)
+    return max(usable, key=lambda i: levels[i].downsample)
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
