@@ -300,3 +300,24 @@ def test_wrong_checkpoint_for_preset(tmp_path: Path) -> None:
     torch.save({"conv1.weight": torch.zeros(3, 3)}, ckpt)
     with pytest.raises(ModelBundleError, match="do not match preset"):
         import_weights("resnet50", ckpt, tmp_path / "out")
+
+
+def test_channels_last_inference_matches_nchw(cmu_slide: Path) -> None:
+    """The embedding engine runs NHWC (channels last) on every device: the bundled model's
+    features on real tiles equal NCHW's within 1e-5 (relative to their largest)."""
+    from pathssl.embedding import DeviceSettings, prepare_module
+    from pathssl.encoder.bundle import normalise
+    from pathssl.slide import open_slide
+
+    bundle = load_bundle(ROOT / "model")
+    with open_slide(cmu_slide) as slide:
+        region = slide.read_region(500, 1000, 0, 448, 448)
+    tiles = torch.from_numpy(region).permute(2, 0, 1).unflatten(1, (4, 112)).unflatten(3, (4, 112))
+    batch = tiles.permute(1, 3, 0, 2, 4).reshape(16, 3, 112, 112).contiguous()
+    x = normalise(batch, bundle.config)
+    with torch.inference_mode():
+        nchw = bundle.module.to(memory_format=torch.contiguous_format)(x)
+        module = prepare_module(bundle, DeviceSettings.auto("cpu"))
+        nhwc = module(x.contiguous(memory_format=torch.channels_last))
+    assert next(module.parameters()).is_contiguous(memory_format=torch.channels_last)
+    assert (nhwc - nchw).abs().max() <= 1e-5 * nchw.abs().max()

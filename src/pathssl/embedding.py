@@ -38,9 +38,9 @@ class DeviceSettings:
 def prepare_module(
     bundle: EncoderBundle, settings: DeviceSettings, compile_module: bool = False
 ) -> torch.nn.Module:
-    module = bundle.module.to(settings.device).eval()
-    if settings.device.type == "cuda":
-        module = module.to(memory_format=torch.channels_last)
+    # NHWC on every device: on this 2-core CPU 1.28x (ResNet-18, 112 px) and 1.36x (ResNet-50,
+    # 224 px) the tiles/s of NCHW, features equal within 3e-7; ViTs neither gain nor lose
+    module = bundle.module.to(settings.device).eval().to(memory_format=torch.channels_last)
     if compile_module:
         module = torch.compile(module)
     return module
@@ -76,9 +76,7 @@ def embed_batches(
             if augment is not None:
                 tiles = augment(tiles, batch_number)
             x = tiles.to(settings.device, non_blocking=True)
-            x = normalise(x, bundle.config)
-            if settings.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = normalise(x, bundle.config).contiguous(memory_format=torch.channels_last)
             out = module(x).float().cpu().numpy()
             if out.ndim != 2 or out.shape[1] != embedding_dim:
                 raise PathsslError(
