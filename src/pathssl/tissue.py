@@ -26,7 +26,7 @@ RENDER_SLACK = 0.02  # a rendering may be this much coarser than TISSUE_MPP
 # faint tissue follows them (the CMU .svs and its Grand-Challenge TIFF gave 55 and 49 tiles
 # when each was rendered from its own 8 um/px level; 55 and 55 from 2 um/px).
 TISSUE_SOURCE_MPP = 2.0
-TISSUE_SOURCE_MAX_PX = 256_000_000  # ... unless that level is larger: then the finest under it
+TISSUE_SOURCE_MAX_PX = 64_000_000  # ... unless that level is larger: then the finest under it
 PROGRESS_MIN_CHUNKS = 16  # 16 chunks of 4096² px: a few seconds of decoding and more
 
 
