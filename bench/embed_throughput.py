@@ -24,6 +24,7 @@ Prints, as ratios measured in the same run (this machine is shared and noisy):
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -43,8 +44,10 @@ from PIL import Image  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from pathssl.embedding import DeviceSettings, prepare_module  # noqa: E402
 from pathssl.encoder.bundle import load_bundle, normalise  # noqa: E402
 from pathssl.loading import TileBlockDataset, iter_batches, make_loader, plan_blocks  # noqa: E402
+from pathssl.openvino_engine import resolve_engine  # noqa: E402
 from pathssl.pipeline import EmbedOptions, embed_slide  # noqa: E402
 from pathssl.slide import open_slide, resolve_mpp  # noqa: E402
 from pathssl.tiling import TilingSpec, plan_tiles  # noqa: E402
@@ -116,14 +119,17 @@ def plan(slide_path: Path, bundle, mpp: float | None):
 
 
 @torch.inference_mode()
-def encoder_ceiling(bundle, batch_size: int, seconds: float = 10.0) -> float:
+def encoder_ceiling(bundle, batch_size: int, engine: str, seconds: float = 10.0) -> float:
+    """Tiles/s of the encoder as the pipeline runs it (same engine, channels last)."""
+    settings = DeviceSettings.auto()
     size = bundle.config.input_size_px
     batch = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
-    module = bundle.module.eval()
-    module(normalise(batch, bundle.config))  # warm-up
+    module = prepare_module(bundle, settings, engine=resolve_engine(engine, settings.device))
+    x = normalise(batch, bundle.config).contiguous(memory_format=torch.channels_last)
+    module(x)  # warm-up
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        module(normalise(batch, bundle.config))
+        module(normalise(batch, bundle.config).contiguous(memory_format=torch.channels_last))
         n += batch_size
     return n / (time.perf_counter() - t0)
 
@@ -164,7 +170,8 @@ def naive_baseline(
     with encode False, only read: the naive reading ceiling)."""
     coords = grid.coords_l0[:max_tiles]
     size = bundle.config.input_size_px
-    module = bundle.module.eval()
+    # as the peers run it: PyTorch eager, NCHW, a copy untouched by the pipeline's engine
+    module = copy.deepcopy(bundle.module).eval().to(memory_format=torch.contiguous_format)
     t0 = time.perf_counter()
     read = _per_tile_reader(slide_path, grid.level, grid.read_size_px)
     batch = []
@@ -193,6 +200,9 @@ def main() -> None:
     p.add_argument("--read-threads", type=int, default=None, help="reading threads")
     p.add_argument("--level-factor", type=int, default=2, help="synthetic: 2 or 4 (Aperio)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--engine", default="auto", choices=["auto", "pytorch", "openvino"], help="as `embed`"
+    )
     p.add_argument("--naive-tiles", type=int, default=512, help="tiles for the naive baseline")
     p.add_argument("--skip", nargs="*", default=[], choices=["encoder", "reading", "naive"])
     p.add_argument("--json", type=Path, default=None)
@@ -230,7 +240,9 @@ def main() -> None:
         "tissue_and_tiling_s": plan_s,
     }
     if "encoder" not in args.skip:
-        results["encoder_ceiling_before_tiles_per_s"] = encoder_ceiling(bundle, args.batch_size)
+        results["encoder_ceiling_before_tiles_per_s"] = encoder_ceiling(
+            bundle, args.batch_size, args.engine
+        )
         print(f"encoder ceiling: {results['encoder_ceiling_before_tiles_per_s']:.1f} tiles/s")
     if "reading" not in args.skip:
         results["reading_ceiling_tiles_per_s"] = reading_ceiling(
@@ -243,6 +255,7 @@ def main() -> None:
         batch_size=args.batch_size,
         num_workers=args.workers,
         read_threads=args.read_threads,
+        engine=args.engine,
     )
     with TreeMemory() as mem:
         t0 = time.perf_counter()
@@ -261,7 +274,7 @@ def main() -> None:
         f"peak memory {mem.peak_mb:.0f} MB"
     )
     if "encoder" not in args.skip:  # again after: the machine's speed drifts (shared)
-        after = encoder_ceiling(bundle, args.batch_size)
+        after = encoder_ceiling(bundle, args.batch_size, args.engine)
         before = results["encoder_ceiling_before_tiles_per_s"]
         results["encoder_ceiling_after_tiles_per_s"] = after
         results["encoder_ceiling_tiles_per_s"] = (before + after) / 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -321,3 +322,62 @@ def test_channels_last_inference_matches_nchw(cmu_slide: Path) -> None:
         nhwc = module(x.contiguous(memory_format=torch.channels_last))
     assert next(module.parameters()).is_contiguous(memory_format=torch.channels_last)
     assert (nhwc - nchw).abs().max() <= 1e-5 * nchw.abs().max()
+
+
+@pytest.mark.parametrize("bundle_kind", ["bundled-resnet18", "vit-class+mean"])
+def test_openvino_engine_matches_pytorch(cmu_slide: Path, tmp_path: Path, bundle_kind: str) -> None:
+    """The CPU default engine (OpenVINO, f32) gives PyTorch's features within 1e-5 of the
+    largest, on real tiles, for the bundled CNN and for a ViT with class + mean pooling, for
+    any batch size (the batch dimension is dynamic)."""
+    pytest.importorskip("openvino", reason="pip install -r requirements.txt")
+    from pathssl.embedding import DeviceSettings, engine_description, prepare_module
+    from pathssl.encoder.bundle import normalise
+    from pathssl.encoder.export import save_bundle
+    from pathssl.slide import open_slide
+
+    if bundle_kind == "bundled-resnet18":
+        bundle = load_bundle(ROOT / "model")
+    else:
+        config = config_from_preset(PRESETS["virchow2"], "test")
+        config = replace(
+            config,
+            architecture="vit_tiny_patch16_224",
+            timm_kwargs={"img_size": 112, "global_pool": "", "reg_tokens": 4},
+            embedding_dim=384,
+            input_size_px=112,
+        )
+        save_bundle(build_module(config).eval(), config, tmp_path / "vit")
+        bundle = load_bundle(tmp_path / "vit")
+    size = bundle.config.input_size_px
+    with open_slide(cmu_slide) as slide:
+        region = slide.read_region(500, 1000, 0, 4 * size, 4 * size)
+    tiles = (
+        torch.from_numpy(region).permute(2, 0, 1).unflatten(1, (4, size)).unflatten(3, (4, size))
+    )
+    x = normalise(
+        tiles.permute(1, 3, 0, 2, 4).reshape(16, 3, size, size).contiguous(), bundle.config
+    )
+    settings = DeviceSettings.auto("cpu")
+    with torch.inference_mode():
+        reference = prepare_module(bundle, settings, engine="pytorch")(x)
+        engine = prepare_module(bundle, settings, engine="openvino")
+        assert engine_description(engine).startswith("openvino")
+        for batch in (x, x[:5]):
+            out = engine(batch.contiguous(memory_format=torch.channels_last))
+            expected = reference[: len(batch)]
+            assert out.shape == expected.shape
+            assert (out - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
+def test_engine_choice() -> None:
+    from pathssl.errors import PathsslError
+    from pathssl.openvino_engine import openvino_version, resolve_engine
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert resolve_engine("auto", gpu) == "pytorch"
+    assert resolve_engine("auto", cpu) == ("openvino" if openvino_version() else "pytorch")
+    assert resolve_engine("pytorch", cpu) == "pytorch"
+    with pytest.raises(PathsslError, match="CPU only"):
+        resolve_engine("openvino", gpu)
+    with pytest.raises(PathsslError, match="unknown engine"):
+        resolve_engine("tensorrt", cpu)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,6 +14,8 @@ import torch
 from pathssl.encoder.bundle import EncoderBundle, normalise
 from pathssl.errors import PathsslError
 from pathssl.loading import iter_batches
+
+log = logging.getLogger("pathssl")
 
 
 @dataclass(frozen=True)
@@ -36,14 +40,56 @@ class DeviceSettings:
 
 
 def prepare_module(
-    bundle: EncoderBundle, settings: DeviceSettings, compile_module: bool = False
+    bundle: EncoderBundle,
+    settings: DeviceSettings,
+    compile_module: bool = False,
+    engine: str = "pytorch",
 ) -> torch.nn.Module:
-    # NHWC on every device: on this 2-core CPU 1.28x (ResNet-18, 112 px) and 1.36x (ResNet-50,
+    """The encoder ready to run: on its device, channels last; with `engine` "openvino" (CPU
+    only), converted for OpenVINO; see openvino_engine.py and `engine_description`. Prepared
+    once per bundle, device and engine, and reused for the next slides of a run."""
+    key = (str(settings.device), engine, compile_module)
+    cache = _PREPARED.setdefault(bundle.module, {})
+    if key not in cache:
+        cache[key] = _prepare(bundle, settings, compile_module, engine)
+    return cache[key]
+
+
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _prepare(
+    bundle: EncoderBundle, settings: DeviceSettings, compile_module: bool, engine: str
+) -> torch.nn.Module:
+    # NHWC on every device: on this 2-core CPU 1.26x (ResNet-18, 112 px) and 1.36x (ResNet-50,
     # 224 px) the tiles/s of NCHW, features equal within 3e-7; ViTs neither gain nor lose
     module = bundle.module.to(settings.device).eval().to(memory_format=torch.channels_last)
+    if engine == "openvino":
+        from pathssl.openvino_engine import OpenVinoEncoder
+
+        # OpenVINO's ReLU turns NaN into 0: broken weights would give finite nonsense there
+        if not all(torch.isfinite(p).all() for p in module.parameters()):
+            raise PathsslError(
+                f"model {bundle.config.name}: its weights hold NaN or infinite values; the "
+                "bundle is corrupt: export or import it again"
+            )
+
+        try:
+            return OpenVinoEncoder(module, bundle.config.input_size_px)
+        except Exception as exc:  # an architecture the converter does not take: say so
+            log.warning(
+                "OpenVINO cannot convert %s (%s: %s); running it with PyTorch",
+                bundle.config.name,
+                type(exc).__name__,
+                str(exc).splitlines()[0][:160] if str(exc) else "",
+            )
     if compile_module:
         module = torch.compile(module)
     return module
+
+
+def engine_description(module: torch.nn.Module) -> str:
+    return getattr(module, "description", f"pytorch {torch.__version__}")
 
 
 def embed_batches(

@@ -20,10 +20,17 @@ import torch
 
 import pathssl
 from pathssl.aggregation import SlideAggregator, default_aggregator
-from pathssl.embedding import DeviceSettings, batch_augmentation, embed_batches, prepare_module
+from pathssl.embedding import (
+    DeviceSettings,
+    batch_augmentation,
+    embed_batches,
+    engine_description,
+    prepare_module,
+)
 from pathssl.encoder.bundle import EncoderBundle
 from pathssl.errors import PathsslError
 from pathssl.loading import TileBlockDataset, make_loader, plan_blocks
+from pathssl.openvino_engine import resolve_engine
 from pathssl.outputs.atomic import Stage, staged_outputs
 from pathssl.outputs.disk import (
     check_free_space,
@@ -67,6 +74,7 @@ class EmbedOptions:
     block_tiles: int = 8  # tiles per side of one region read
     device: str | None = None
     compile: bool = False  # torch.compile the encoder (worth it on GPU for large slides)
+    engine: str = "auto"  # "auto": OpenVINO on a CPU where installed, else PyTorch
     augmentations: int = 0  # K augmented copies of every tile's features (slide-level SSL)
     layout: OutputLayout = field(default_factory=OutputLayout)
 
@@ -164,7 +172,7 @@ def embed_slide(
     with staged_outputs(output_dir) as stage:
         t1 = time.perf_counter()
         planned = len(grid)
-        feats, augmented, qc = _embed_tiles(
+        feats, augmented, qc, engine = _embed_tiles(
             stage, slide_path, grid, downsample, bundle, options, _judges_ink(tissue, options)
         )
         timings["embedding_s"] = time.perf_counter() - t1
@@ -237,6 +245,7 @@ def embed_slide(
                 "dim": int(embedding.shape[0]),
             },
             "device": settings.describe(),
+            "engine": engine,
             "torch": torch.__version__,
             "python": platform.python_version(),
             "timings": {k: round(v, 3) for k, v in timings.items()},
@@ -254,14 +263,18 @@ def _embed_tiles(
     bundle: EncoderBundle,
     options: EmbedOptions,
     judge_ink: bool,
-) -> tuple[np.ndarray, list[np.ndarray], TileQC]:
-    """Features of every tile (and of K augmented copies), with tile QC measured on the way."""
+) -> tuple[np.ndarray, list[np.ndarray], TileQC, str]:
+    """Features of every tile (and of K augmented copies), with tile QC measured on the way,
+    and the engine that computed them."""
     from tqdm import tqdm
 
     cfg = bundle.config
     settings = DeviceSettings.auto(options.device)
     blocks = plan_blocks(grid, downsample, options.block_tiles)
-    module = prepare_module(bundle, settings, options.compile)
+    engine = options.engine if not (options.compile and options.engine == "auto") else "pytorch"
+    module = prepare_module(
+        bundle, settings, options.compile, resolve_engine(engine, settings.device)
+    )
     name = slide_path.name
 
     def run(store: FeatureStore, desc: str, augment=None, inspect=None) -> int:
@@ -303,7 +316,7 @@ def _embed_tiles(
     finally:
         for s in stores:
             s.close()
-    return finished[0], finished[1:], qc
+    return finished[0], finished[1:], qc, engine_description(module)
 
 
 def _h5_attrs(
