@@ -34,6 +34,13 @@ def add_embedding_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=64, help="tiles per encoder forward pass (default: 64)"
     )
     p.add_argument(
+        "--no-gpu-decode",
+        dest="gpu_decode",
+        action="store_false",
+        help="on a GPU, read JPEG-tiled slides with OpenSlide on the CPU instead of decoding "
+        "their tiles on the GPU (default: decode on the GPU)",
+    )
+    p.add_argument(
         "--engine",
         choices=["auto", "pytorch", "openvino"],
         default="auto",
@@ -63,6 +70,7 @@ def embedding_options(args: argparse.Namespace, **more: object) -> EmbedOptions:
         mpp=args.mpp,
         batch_size=args.batch_size,
         engine=args.engine,
+        gpu_decode=args.gpu_decode,
         num_workers=args.workers,
         read_threads=args.read_threads,
         **more,

@@ -118,7 +118,7 @@ def embed_batches(
     with torch.inference_mode(), autocast:
         for batch_number, (tiles, indices) in enumerate(iter_batches(loader, batch_size)):
             if inspect is not None:
-                inspect(tiles.numpy(), indices.numpy())
+                inspect(tiles.cpu().numpy(), indices.numpy())
             if augment is not None:
                 tiles = augment(tiles, batch_number)
             x = tiles.to(settings.device, non_blocking=True)

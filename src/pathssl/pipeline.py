@@ -20,6 +20,7 @@ import torch
 
 import pathssl
 from pathssl.aggregation import SlideAggregator, default_aggregator
+from pathssl.compressed_tile_loader import CompressedTileReader, checked_reader
 from pathssl.embedding import (
     DeviceSettings,
     batch_augmentation,
@@ -50,6 +51,7 @@ from pathssl.outputs.slide_outputs import (
     write_slide_outputs,
 )
 from pathssl.provenance import code_sha256
+from pathssl.slide.jpeg_tiles import jpeg_tile_levels
 from pathssl.slide.reader import find_slides, open_slide, slide_name
 from pathssl.slide.resolution import Resolution, resolve_mpp
 from pathssl.tile_qc import TileQC
@@ -75,6 +77,7 @@ class EmbedOptions:
     device: str | None = None
     compile: bool = False  # torch.compile the encoder (worth it on GPU for large slides)
     engine: str = "auto"  # "auto": OpenVINO on a CPU where installed, else PyTorch
+    gpu_decode: bool = True  # on CUDA, decode JPEG-tiled slides' tiles on the GPU
     augmentations: int = 0  # K augmented copies of every tile's features (slide-level SSL)
     layout: OutputLayout = field(default_factory=OutputLayout)
 
@@ -125,6 +128,7 @@ def embed_slide(
             max_tiles=options.max_tiles,
         )
         grid = plan_tiles(slide.levels, resolution.mpp, tissue, spec, str(slide_path))
+        level_sizes = [(lv.width, lv.height) for lv in slide.levels]
         preview_image = thumb
         wanted_mpp = preview_mpp(resolution.mpp, slide.dimensions)
         if layout.preview and wanted_mpp < thumb.mpp:  # small slides: a finer picture
@@ -172,8 +176,14 @@ def embed_slide(
     with staged_outputs(output_dir) as stage:
         t1 = time.perf_counter()
         planned = len(grid)
-        feats, augmented, qc, engine = _embed_tiles(
-            stage, slide_path, grid, downsample, bundle, options, _judges_ink(tissue, options)
+        feats, augmented, qc, engine, loader_used = _embed_tiles(
+            stage,
+            slide_path,
+            grid,
+            (downsample, level_sizes),
+            bundle,
+            options,
+            _judges_ink(tissue, options),
         )
         timings["embedding_s"] = time.perf_counter() - t1
         qc_summary = qc.summary()
@@ -246,6 +256,7 @@ def embed_slide(
             },
             "device": settings.describe(),
             "engine": engine,
+            "tile_loader": loader_used,
             "torch": torch.__version__,
             "python": platform.python_version(),
             "timings": {k: round(v, 3) for k, v in timings.items()},
@@ -259,15 +270,17 @@ def _embed_tiles(
     stage: Stage,
     slide_path: Path,
     grid: TileGrid,
-    downsample: float,
+    level_info: tuple[float, list[tuple[int, int]]],
     bundle: EncoderBundle,
     options: EmbedOptions,
     judge_ink: bool,
-) -> tuple[np.ndarray, list[np.ndarray], TileQC, str]:
-    """Features of every tile (and of K augmented copies), with tile QC measured on the way,
-    and the engine that computed them."""
+) -> tuple[np.ndarray, list[np.ndarray], TileQC, str, str]:
+    """Features of every tile (and of K augmented copies), with tile QC measured on the way;
+    the engine that computed them and the tile loader that read them. `level_info`: the grid
+    level's downsample and every level's (width, height)."""
     from tqdm import tqdm
 
+    downsample, level_sizes = level_info
     cfg = bundle.config
     settings = DeviceSettings.auto(options.device)
     blocks = plan_blocks(grid, downsample, options.block_tiles)
@@ -275,11 +288,14 @@ def _embed_tiles(
     module = prepare_module(
         bundle, settings, options.compile, resolve_engine(engine, settings.device)
     )
+    device_reader, loader_used = _device_reader(
+        slide_path, grid, blocks, downsample, level_sizes, settings, options
+    )
     name = slide_path.name
 
     def run(store: FeatureStore, desc: str, augment=None, inspect=None) -> int:
         dataset = TileBlockDataset(slide_path, grid, blocks, downsample)
-        loader = make_loader(
+        loader = device_reader or make_loader(
             dataset, options.num_workers, settings.device.type == "cuda", options.read_threads
         )
         with (
@@ -316,7 +332,30 @@ def _embed_tiles(
     finally:
         for s in stores:
             s.close()
-    return finished[0], finished[1:], qc, engine_description(module)
+    return finished[0], finished[1:], qc, engine_description(module), loader_used
+
+
+def _device_reader(
+    slide_path: Path,
+    grid: TileGrid,
+    blocks: list,
+    downsample: float,
+    level_sizes: list[tuple[int, int]],
+    settings: DeviceSettings,
+    options: EmbedOptions,
+) -> tuple[CompressedTileReader | None, str]:
+    """On CUDA, a JPEG-tiled level is decoded on the GPU (compressed_tile_loader.py), once its
+    decoder has matched the CPU's on the first block; everything else is read by OpenSlide."""
+    if settings.device.type != "cuda" or not options.gpu_decode:
+        return None, "openslide"
+    levels = jpeg_tile_levels(slide_path, level_sizes)
+    if len(levels) <= grid.level:
+        return None, "openslide (the level is not JPEG-tiled)"
+    reader, why = checked_reader(levels[grid.level], grid, blocks, downsample, settings.device)
+    if reader is None:
+        log.warning("%s: tiles read by OpenSlide: %s", slide_path.name, why)
+        return None, f"openslide ({why})"
+    return reader, f"compressed JPEG tiles decoded on {settings.device}"
 
 
 def _h5_attrs(

@@ -18,7 +18,17 @@ import numpy as np
 # Fields that differ between machines, runs and code versions by nature (the model hash,
 # which decides the numbers, is compared).
 VOLATILE_KEYS = frozenset(
-    {"timings", "device", "engine", "torch", "python", "path", "code_sha256", "pathssl_version"}
+    {
+        "timings",
+        "device",
+        "engine",
+        "tile_loader",
+        "torch",
+        "python",
+        "path",
+        "code_sha256",
+        "pathssl_version",
+    }
 )
 DEFAULT_RTOL = 1e-4
 DEFAULT_ATOL = 1e-5

@@ -1,0 +1,143 @@
+"""Regions of JPEG-tiled TIFF levels (Aperio SVS, generic and Grand-Challenge pyramidal TIFFs)
+decoded from the compressed tile bytes, in batches, on a chosen device: the GPU's JPEG decoder
+(torchvision.io.decode_jpeg on CUDA) when there is one, the CPU otherwise, with the same code.
+
+tifffile gives each tile's offset and byte count and the level's shared JPEG tables (TIFF tag
+347): a tile's stream is the tables without their end marker followed by the tile's own bytes
+without their start marker. Levels that are not tiled JPEG (NDPI's strip JPEGs, LZW, JPEG
+2000, ...) are not offered: the caller reads them with OpenSlide. Neither is NDPI: its JPEG
+tiles are restart intervals of one stream, not standalone JPEGs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+JPEG = 7  # TIFF compression
+RGB = 2  # TIFF photometric interpretation
+# An Adobe APP14 segment with transform 0: tells a JPEG decoder that the 3 components are RGB,
+# as OpenSlide tells libjpeg for photometric-RGB TIFFs (Aperio), instead of guessing YCbCr.
+ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
+TILE_BACKGROUND = 255  # OpenSlide's transparent areas become white in this project
+
+
+@dataclass(frozen=True)
+class JpegTileLevel:
+    path: Path
+    page: int  # index of the TIFF page
+    width: int
+    height: int
+    tile_width: int
+    tile_height: int
+    offsets: np.ndarray = field(repr=False)  # (rows * cols,) byte offset of each tile
+    byte_counts: np.ndarray = field(repr=False)  # 0 for a tile that is absent (sparse)
+    tables: bytes | None = field(repr=False)  # JPEGTables, shared by the level's tiles
+    rgb_encoded: bool = False  # photometric RGB: the JPEG holds RGB, not YCbCr (Aperio)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return math.ceil(self.height / self.tile_height), math.ceil(self.width / self.tile_width)
+
+
+def jpeg_tile_levels(path: Path, level_sizes: list[tuple[int, int]]) -> list[JpegTileLevel]:
+    """For the slide's levels (width, height, as its reader lists them), from level 0 on: the
+    TIFF page of that size if it is tiled, 3-channel, interleaved 8-bit JPEG; the list stops at
+    the first level that is not (empty if level 0 is not)."""
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception:  # not a TIFF: OpenSlide's other formats
+        return []
+    with tif:
+        if tif.is_ndpi:  # its "tiles" are restart intervals of one JPEG: not standalone streams
+            return []
+        pages = {(pg.imagewidth, pg.imagelength): pg for pg in reversed(tif.pages)}
+        levels = []
+        for size in level_sizes:
+            page = pages.get(tuple(size))
+            if page is None or not (
+                page.is_tiled
+                and page.compression == JPEG
+                and page.samplesperpixel == 3
+                and page.planarconfig == 1
+                and page.bitspersample == 8
+            ):
+                break
+            tables = page.tags.get(347)
+            levels.append(
+                JpegTileLevel(
+                    Path(path),
+                    page.index,
+                    page.imagewidth,
+                    page.imagelength,
+                    page.tilewidth,
+                    page.tilelength,
+                    np.asarray(page.dataoffsets, np.int64),
+                    np.asarray(page.databytecounts, np.int64),
+                    bytes(tables.value) if tables is not None else None,
+                    rgb_encoded=page.photometric == RGB,
+                )
+            )
+    return levels
+
+
+def tile_streams(level: JpegTileLevel, indices: list[int]) -> list[bytes | None]:
+    """Complete JPEG streams of the given tiles (None for absent tiles), read in file order."""
+    out: list[bytes | None] = [None] * len(indices)
+    head = level.tables[:-2] if level.tables else b""  # without EOI
+    if level.rgb_encoded:
+        head = b"\xff\xd8" + ADOBE_RGB + (head[2:] if head else b"")
+    with open(level.path, "rb") as fh:
+        for k in np.argsort(level.offsets[indices], kind="stable"):
+            i = indices[k]
+            count = int(level.byte_counts[i])
+            if count == 0:
+                continue
+            fh.seek(int(level.offsets[i]))
+            data = fh.read(count)
+            out[k] = head + data[2:] if head else data  # the tile's own SOI dropped
+    return out
+
+
+def read_region(
+    level: JpegTileLevel, x: int, y: int, width: int, height: int, device: str | torch.device
+) -> torch.Tensor:
+    """(3, height, width) uint8 on `device`: the region at (x, y) of this level, white outside
+    the image and where tiles are absent."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    tw, th = level.tile_width, level.tile_height
+    rows, cols = level.grid
+    r0, r1 = max(0, y // th), min(rows, -(-(y + height) // th))
+    c0, c1 = max(0, x // tw), min(cols, -(-(x + width) // tw))
+    out = torch.full((3, height, width), TILE_BACKGROUND, dtype=torch.uint8, device=device)
+    cells = [(r, c) for r in range(r0, r1) for c in range(c0, c1)]
+    if not cells:
+        return out
+    streams = tile_streams(level, [r * cols + c for r, c in cells])
+    present = [(cell, s) for cell, s in zip(cells, streams, strict=True) if s is not None]
+    if not present:
+        return out
+    data = [torch.frombuffer(bytearray(s), dtype=torch.uint8) for _, s in present]
+    with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec; it still decodes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        decoded = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    for ((r, c), _), tile in zip(present, decoded, strict=True):
+        # a tile of the last row or column may extend past the image: crop to the image
+        ty0, tx0 = r * th, c * tw
+        ty1, tx1 = min(ty0 + th, level.height), min(tx0 + tw, level.width)
+        sy0, sx0 = max(ty0, y), max(tx0, x)
+        sy1, sx1 = min(ty1, y + height), min(tx1, x + width)
+        if sy1 <= sy0 or sx1 <= sx0:
+            continue
+        out[:, sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[
+            :, sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0
+        ]
+    return out
