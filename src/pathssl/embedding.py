@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import weakref
@@ -56,6 +57,7 @@ def prepare_module(
 
 
 _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+atexit.register(_PREPARED.clear)  # prepared engines released before the interpreter's teardown
 
 
 def _prepare(

@@ -9,6 +9,8 @@ to f32: the plugin's default hint ran 3x faster but 9e-3 off, which is not the s
 
 from __future__ import annotations
 
+import atexit
+import gc
 import warnings
 
 import torch
@@ -16,6 +18,17 @@ import torch
 from pathssl.errors import PathsslError
 
 ENGINES = ("auto", "pytorch", "openvino")
+
+# Every converted model stays alive until the interpreter exits and is released there, from
+# the main thread: an OpenVINO model freed by a garbage collection that happens to run in a
+# reading thread can take the process down (a segmentation fault seen once in CI).
+_LIVE: list[OpenVinoEncoder] = []
+
+
+@atexit.register
+def _release() -> None:
+    _LIVE.clear()
+    gc.collect()
 
 
 def openvino_version() -> str | None:
@@ -63,8 +76,10 @@ class OpenVinoEncoder(torch.nn.Module):
             "INFERENCE_PRECISION_HINT": "f32",
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
         }
-        self.compiled = ov.Core().compile_model(model, "CPU", config)
+        self.core = ov.Core()  # outlives its compiled model
+        self.compiled = self.core.compile_model(model, "CPU", config)
         self.description = f"openvino {openvino_version()} (CPU, f32)"
+        _LIVE.append(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.compiled(x.contiguous().numpy())[0])
