@@ -1,6 +1,7 @@
-"""Seconds to render the tissue thumbnail and detect tissue on one slide: from the level the
-pipeline uses (at least 2 um/px fine, up to 64 Mpx) against the slide's own 8 um/px level,
-alternating, in one run (this machine is shared and noisy).
+"""Seconds to render the tissue thumbnail and detect tissue on one slide: as the pipeline does
+(from a level at least 2 um/px fine, up to 64 Mpx; JPEG tiles of large reductions decoded at
+1/8 scale), from the slide's own 8 um/px level, and without the 1/8-scale decoding (every
+pixel decoded), alternating, in one run (this machine is shared and noisy).
 
     python bench/tissue_render_time.py SLIDE [--repeats 2]
 """
@@ -20,9 +21,17 @@ def main() -> None:
     p.add_argument("slide", help="a slide file")
     p.add_argument("--repeats", type=int, default=2, help="runs of each way (default: 2)")
     args = p.parse_args()
-    ways = {"from >= 2 um/px (pipeline)": TISSUE_SOURCE_MPP, "from its 8 um/px level": None}
+    import pathssl.tissue as tissue_module
+
+    fast = tissue_module._reduced_from_jpeg_tiles
+    ways = {
+        "pipeline": (TISSUE_SOURCE_MPP, fast),
+        "from its 8 um/px level": (None, fast),
+        "every pixel decoded": (TISSUE_SOURCE_MPP, lambda *args: None),
+    }
     for _ in range(args.repeats):
-        for name, source in ways.items():
+        for name, (source, reducer) in ways.items():
+            tissue_module._reduced_from_jpeg_tiles = reducer
             with open_slide(args.slide) as slide:
                 mpp = resolve_mpp(slide, None).mpp
                 t0 = time.perf_counter()

@@ -107,3 +107,67 @@ def test_compressed_tile_loader_gives_the_cpu_loaders_tiles(
     diff = torch.cat([d.flatten() for d in diffs]).float()
     assert tiles == len(grid) > 20
     assert diff.mean() <= max_mean and diff.max() <= max_abs, (diff.mean(), diff.max())
+
+
+def _without_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pathssl.tissue as tissue
+
+    monkeypatch.setattr(tissue, "_reduced_from_jpeg_tiles", lambda *args: None)
+
+
+def test_dct_scaled_thumbnail_matches_the_full_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flat slide's thumbnail from tiles decoded at 1/8 scale equals, to rounding, the box
+    reduction of the fully decoded level, and finds the same tissue."""
+    from pathssl.slide import open_slide, resolve_mpp
+    from pathssl.tissue import detect_tissue, render_thumbnail
+
+    with open_slide(ROOT / "tests/data/CMU-1-Small-Region.svs") as slide:  # one level
+        mpp = resolve_mpp(slide, None).mpp
+        fast = render_thumbnail(slide, mpp)
+        _without_fast_path(monkeypatch)
+        full = render_thumbnail(slide, mpp)
+    assert fast.rgb.shape == full.rgb.shape and fast.mpp == full.mpp
+    diff = np.abs(fast.rgb.astype(int) - full.rgb.astype(int))
+    assert diff.mean() < 0.5 and diff.max() <= 3
+    a, b = detect_tissue(fast).mask, detect_tissue(full).mask
+    assert (a != b).mean() < 0.001
+
+
+def test_sparse_flat_tiff_decodes_only_its_tiles(tmp_path: Path) -> None:
+    """A flat TIFF whose tiles are mostly absent (byte count 0): the thumbnail decodes the
+    present ones only; the rest is white."""
+    import tifffile
+
+    from pathssl.slide import open_slide, resolve_mpp
+    from pathssl.tissue import render_thumbnail
+
+    side, tile = 8192, 512
+    path = tmp_path / "sparse.tif"
+    stained = np.full((tile, tile, 3), (150, 60, 140), np.uint8)
+    tiles = (stained for _ in range((side // tile) ** 2))
+    tifffile.imwrite(
+        path,
+        tiles,
+        shape=(side, side, 3),
+        dtype=np.uint8,
+        tile=(tile, tile),
+        compression="jpeg",
+        photometric="rgb",
+        resolution=(1e4 / 0.25, 1e4 / 0.25),
+        resolutionunit="CENTIMETER",
+    )
+    keep = 5 * (side // tile) + 7  # one tile stays: row 5, column 7
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        page = tif.pages[0]
+        counts = [c if i == keep else 0 for i, c in enumerate(page.databytecounts)]
+        offsets = [o if i == keep else 0 for i, o in enumerate(page.dataoffsets)]
+        page.tags[325].overwrite(counts)
+        page.tags[324].overwrite(offsets)
+    with open_slide(path) as slide:
+        thumb = render_thumbnail(slide, resolve_mpp(slide, None).mpp)
+    cell = tile // 32  # 0.25 um/px rendered at 8 um/px: 32 x 32 px per thumbnail pixel
+    inside = thumb.rgb[5 * cell : 6 * cell, 7 * cell : 8 * cell].reshape(-1, 3).mean(axis=0)
+    assert np.abs(inside - (150, 60, 140)).max() < 4
+    outside = np.ones(thumb.rgb.shape[:2], bool)
+    outside[5 * cell : 6 * cell, 7 * cell : 8 * cell] = False
+    assert (thumb.rgb[outside] == 255).all()

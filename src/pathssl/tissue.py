@@ -74,6 +74,10 @@ def render_thumbnail(
     limit = target_mpp * (1 + RENDER_SLACK)
     factor = max(1, math.floor(limit / (lv.downsample * mpp) + 1e-6))
     cols, rows = math.ceil(lv.width / factor), math.ceil(lv.height / factor)
+    fast = _reduced_from_jpeg_tiles(slide, level, factor)
+    if fast is not None and fast.shape == (rows, cols, 3):
+        scale = lv.downsample * factor
+        return Thumbnail(fast, scale, mpp * scale)
     out = np.empty((rows, cols, 3), np.uint8)
     # Square chunks of 4096 level pixels (for factors that divide it): a multiple of the usual
     # 256 and 512 px slide tiles, so each slide tile is decoded once, not once per strip.
@@ -104,6 +108,18 @@ def render_thumbnail(
             bar.update()
     scale = lv.downsample * factor
     return Thumbnail(out, scale, mpp * scale)
+
+
+def _reduced_from_jpeg_tiles(slide: Slide, level: int, factor: int) -> np.ndarray | None:
+    """Large reductions of JPEG-tiled levels (flat slides without a pyramid, above all) decode
+    each tile at 1/8 scale and skip absent tiles: see slide/jpeg_tiles.reduced_level."""
+    from pathssl.slide.jpeg_tiles import DCT_SCALE, jpeg_tile_levels, reduced_level
+
+    if factor < DCT_SCALE or factor % DCT_SCALE:
+        return None
+    sizes = [(lv.width, lv.height) for lv in slide.levels[: level + 1]]
+    levels = jpeg_tile_levels(slide.path, sizes)
+    return reduced_level(levels[level], factor) if len(levels) > level else None
 
 
 def _source_level(

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pathssl.errors import SlideReadError
+
 JPEG = 7  # TIFF compression
 RGB = 2  # TIFF photometric interpretation
 # An Adobe APP14 segment with transform 0: tells a JPEG decoder that the 3 components are RGB,
@@ -128,7 +130,10 @@ def read_region(
     data = [torch.frombuffer(bytearray(s), dtype=torch.uint8) for _, s in present]
     with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec; it still decodes
         warnings.simplefilter("ignore", DeprecationWarning)
-        decoded = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        try:
+            decoded = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        except RuntimeError as exc:
+            raise _damaged(level, *present[0][0], exc) from exc
     for ((r, c), _), tile in zip(present, decoded, strict=True):
         # a tile of the last row or column may extend past the image: crop to the image
         ty0, tx0 = r * th, c * tw
@@ -140,4 +145,53 @@ def read_region(
         out[:, sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[
             :, sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0
         ]
+    return out
+
+
+def _damaged(level: JpegTileLevel, row: int, col: int, exc: BaseException) -> SlideReadError:
+    detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+    return SlideReadError(
+        f"{level.path}: cannot read region x={col * level.tile_width} "
+        f"y={row * level.tile_height} of TIFF page {level.page}: a JPEG tile does not decode "
+        f"({detail}); the file is damaged or truncated: copy or export it again"
+    )
+
+
+DCT_SCALE = 8  # JPEG decodes at 1/8 scale from each 8 x 8 block's DC coefficient alone
+STREAM_CHUNK_TILES = 1024  # tiles read from the file at a time
+
+
+def reduced_level(level: JpegTileLevel, factor: int) -> np.ndarray | None:
+    """(rows, cols, 3) uint8: the level box-reduced by `factor`, decoding every tile at 1/8
+    scale (each pixel the mean of an 8 x 8 block, from its DC coefficient: no inverse DCT) and
+    absent tiles (sparse TIFFs) not at all, white. For thumbnails of large slides without a
+    usable pyramid. None where `factor` is not a multiple of 8 that divides the tiles."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    tw, th = level.tile_width, level.tile_height
+    if factor < DCT_SCALE or factor % DCT_SCALE or tw % factor or th % factor:
+        return None
+    rows, cols = level.grid
+    out_h, out_w = math.ceil(level.height / factor), math.ceil(level.width / factor)
+    out = np.full((out_h, out_w, 3), TILE_BACKGROUND, np.uint8)
+    ctw, cth, extra = tw // factor, th // factor, factor // DCT_SCALE
+    present = [i for i in range(rows * cols) if level.byte_counts[i] > 0]
+    for start in range(0, len(present), STREAM_CHUNK_TILES):
+        chunk = present[start : start + STREAM_CHUNK_TILES]
+        for i, stream in zip(chunk, tile_streams(level, chunk), strict=True):
+            r, c = divmod(i, cols)
+            try:
+                with Image.open(BytesIO(stream)) as im:
+                    im.draft("RGB", (tw // DCT_SCALE, th // DCT_SCALE))
+                    small = im.convert("RGB")
+                    if extra > 1:
+                        small = small.reduce(extra)
+                    pixels = np.asarray(small)
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise _damaged(level, r, c, exc) from exc
+            y0, x0 = r * cth, c * ctw
+            h, w = min(cth, out_h - y0), min(ctw, out_w - x0)
+            out[y0 : y0 + h, x0 : x0 + w] = pixels[:h, :w]
     return out
