@@ -225,29 +225,8 @@ def embed_slide(
             "title": title,
             "slide": slide_info,
             **provenance,
-            "tissue": {
-                "source": tissue.source,
-                "mask_mpp": tissue.mpp,
-                "fraction_of_slide": float(tissue.mask.mean()),
-                "ink_fraction_excluded": tissue.ink_fraction,
-            },
-            "tiling": {
-                "target_mpp": spec.target_mpp,
-                "tile_size_px": grid.tile_size_px,
-                "patch_mpp": grid.patch_mpp,
-                "level": grid.level,
-                "level_mpp": grid.level_mpp,
-                "read_size_px": grid.read_size_px,
-                "stride_level0_px": grid.stride_l0_px,
-                "grid_shape": list(grid.grid_shape),
-                "tiles": len(grid),
-                "tiles_planned": planned,
-                "tiles_in_tissue": grid.tissue_tiles,
-                "min_tissue_fraction": spec.min_tissue_fraction,
-                "max_tiles": spec.max_tiles,
-                "capped": grid.tissue_tiles > planned,
-                "augmented_copies": options.augmentations,
-            },
+            "tissue": _tissue_record(tissue),
+            "tiling": _tiling_record(spec, grid, planned, options.augmentations),
             "tile_qc": qc_summary,
             "slide_embedding": {
                 "aggregator": aggregator.name,
@@ -375,6 +354,38 @@ def _h5_attrs(
         "model_trained": bundle.config.trained,
         "pathssl_version": pathssl.__version__,
         "code_sha256": code_sha256(),
+    }
+
+
+def _tissue_record(tissue: TissueMask) -> dict[str, Any]:
+    return {
+        "source": tissue.source,
+        "mask_mpp": tissue.mpp,
+        "fraction_of_slide": float(tissue.mask.mean()),
+        "ink_fraction_excluded": tissue.ink_fraction,
+    }
+
+
+def _tiling_record(
+    spec: TilingSpec, grid: TileGrid, planned: int, augmentations: int
+) -> dict[str, Any]:
+    """How the slide was tiled; `planned`: tiles before --drop-flagged left any out."""
+    return {
+        "target_mpp": spec.target_mpp,
+        "tile_size_px": grid.tile_size_px,
+        "patch_mpp": grid.patch_mpp,
+        "level": grid.level,
+        "level_mpp": grid.level_mpp,
+        "read_size_px": grid.read_size_px,
+        "stride_level0_px": grid.stride_l0_px,
+        "grid_shape": list(grid.grid_shape),
+        "tiles": len(grid),
+        "tiles_planned": planned,
+        "tiles_in_tissue": grid.tissue_tiles,
+        "min_tissue_fraction": spec.min_tissue_fraction,
+        "max_tiles": spec.max_tiles,
+        "capped": grid.tissue_tiles > planned,
+        "augmented_copies": augmentations,
     }
 
 
