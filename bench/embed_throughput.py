@@ -120,7 +120,7 @@ def plan(slide_path: Path, bundle, mpp: float | None):
 
 @torch.inference_mode()
 def encoder_ceiling(bundle, batch_size: int, engine: str, seconds: float = 10.0) -> float:
-    """Tiles/s of the encoder as the pipeline runs it: same device, engine, channels last,
+    """Tiles/s of the encoder as the pipeline runs it: same device, engine, memory layout,
     autocast on a GPU; the uint8 batch moved and normalised on the device each time."""
     import contextlib
 
@@ -134,9 +134,11 @@ def encoder_ceiling(bundle, batch_size: int, engine: str, seconds: float = 10.0)
         else contextlib.nullcontext()
     )
 
+    layout = getattr(module, "input_memory_format", torch.channels_last)  # as embed_batches
+
     def step() -> None:
         x = normalise(batch.to(settings.device), bundle.config)
-        module(x.contiguous(memory_format=torch.channels_last))
+        module(x.contiguous(memory_format=layout))
 
     with torch.inference_mode(), autocast:
         step()  # warm-up

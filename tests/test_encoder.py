@@ -303,19 +303,25 @@ def test_wrong_checkpoint_for_preset(tmp_path: Path) -> None:
         import_weights("resnet50", ckpt, tmp_path / "out")
 
 
+def _real_tiles(cmu_slide: Path, config) -> torch.Tensor:
+    """16 normalised (3, S, S) tiles of CMU tissue at the bundle's input size, NCHW."""
+    from pathssl.encoder.bundle import normalise
+    from pathssl.slide import open_slide
+
+    size = config.input_size_px
+    with open_slide(cmu_slide) as slide:
+        region = slide.read_region(500, 1000, 0, 4 * size, 4 * size)
+    grid = torch.from_numpy(region).permute(2, 0, 1).unflatten(1, (4, size)).unflatten(3, (4, size))
+    return normalise(grid.permute(1, 3, 0, 2, 4).reshape(16, 3, size, size).contiguous(), config)
+
+
 def test_channels_last_inference_matches_nchw(cmu_slide: Path) -> None:
     """The embedding engine runs NHWC (channels last) on every device: the bundled model's
     features on real tiles equal NCHW's within 1e-5 (relative to their largest)."""
     from pathssl.embedding import DeviceSettings, prepare_module
-    from pathssl.encoder.bundle import normalise
-    from pathssl.slide import open_slide
 
     bundle = load_bundle(ROOT / "model")
-    with open_slide(cmu_slide) as slide:
-        region = slide.read_region(500, 1000, 0, 448, 448)
-    tiles = torch.from_numpy(region).permute(2, 0, 1).unflatten(1, (4, 112)).unflatten(3, (4, 112))
-    batch = tiles.permute(1, 3, 0, 2, 4).reshape(16, 3, 112, 112).contiguous()
-    x = normalise(batch, bundle.config)
+    x = _real_tiles(cmu_slide, bundle.config)
     with torch.inference_mode():
         nchw = bundle.module.to(memory_format=torch.contiguous_format)(x)
         module = prepare_module(bundle, DeviceSettings.auto("cpu"))
@@ -331,9 +337,7 @@ def test_openvino_engine_matches_pytorch(cmu_slide: Path, tmp_path: Path, bundle
     any batch size (the batch dimension is dynamic)."""
     pytest.importorskip("openvino", reason="pip install -r requirements.txt")
     from pathssl.embedding import DeviceSettings, engine_description, prepare_module
-    from pathssl.encoder.bundle import normalise
     from pathssl.encoder.export import save_bundle
-    from pathssl.slide import open_slide
 
     if bundle_kind == "bundled-resnet18":
         bundle = load_bundle(ROOT / "model")
@@ -348,15 +352,7 @@ def test_openvino_engine_matches_pytorch(cmu_slide: Path, tmp_path: Path, bundle
         )
         save_bundle(build_module(config).eval(), config, tmp_path / "vit")
         bundle = load_bundle(tmp_path / "vit")
-    size = bundle.config.input_size_px
-    with open_slide(cmu_slide) as slide:
-        region = slide.read_region(500, 1000, 0, 4 * size, 4 * size)
-    tiles = (
-        torch.from_numpy(region).permute(2, 0, 1).unflatten(1, (4, size)).unflatten(3, (4, size))
-    )
-    x = normalise(
-        tiles.permute(1, 3, 0, 2, 4).reshape(16, 3, size, size).contiguous(), bundle.config
-    )
+    x = _real_tiles(cmu_slide, bundle.config)
     settings = DeviceSettings.auto("cpu")
     with torch.inference_mode():
         reference = prepare_module(bundle, settings, engine="pytorch")(x)

@@ -228,6 +228,17 @@ def _run_init_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_resume_arguments(p: argparse.ArgumentParser) -> None:
+    """--no-resume and --stop-after of the training commands."""
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="end this invocation after N steps (checkpointed; resume later)",
+    )
+
+
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pretrain",
@@ -252,13 +263,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set steps=50 --set method=dino",
     )
-    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
-    p.add_argument(
-        "--stop-after",
-        type=int,
-        default=None,
-        help="end this invocation after N steps (checkpointed; resume later)",
-    )
+    _add_resume_arguments(p)
     p.set_defaults(func=_run_pretrain)
 
 
@@ -408,13 +413,7 @@ def _add_slide_ssl(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="e.g. --set steps=300 --set tiles_per_view=256",
     )
-    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
-    p.add_argument(
-        "--stop-after",
-        type=int,
-        default=None,
-        help="end this invocation after N steps (checkpointed; resume later)",
-    )
+    _add_resume_arguments(p)
     p.set_defaults(func=_run_slide_ssl)
 
     p = sub.add_parser("export-slide-encoder", help="add a trained slide encoder to a bundle")

@@ -124,7 +124,9 @@ def embed_batches(
             if augment is not None:
                 tiles = augment(tiles, batch_number)
             x = tiles.to(settings.device, non_blocking=True)
-            x = normalise(x, bundle.config).contiguous(memory_format=torch.channels_last)
+            # channels last for PyTorch; an engine that wants NCHW says so (no copy each way)
+            layout = getattr(module, "input_memory_format", torch.channels_last)
+            x = normalise(x, bundle.config).contiguous(memory_format=layout)
             out = module(x).float().cpu().numpy()
             if out.ndim != 2 or out.shape[1] != embedding_dim:
                 raise PathsslError(

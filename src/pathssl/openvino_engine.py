@@ -79,6 +79,7 @@ class OpenVinoEncoder(torch.nn.Module):
         self.core = ov.Core()  # outlives its compiled model
         self.compiled = self.core.compile_model(model, "CPU", config)
         self.description = f"openvino {openvino_version()} (CPU, f32)"
+        self.input_memory_format = torch.contiguous_format  # NCHW, as it was converted
         _LIVE.append(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -273,13 +273,13 @@ def _embed_tiles(
     name = slide_path.name
 
     def run(store: FeatureStore, desc: str, augment=None, inspect=None) -> int:
-        dataset = TileBlockDataset(slide_path, grid, blocks, downsample)
+        dataset = None if device_reader else TileBlockDataset(slide_path, grid, blocks, downsample)
         loader = device_reader or make_loader(
             dataset, options.num_workers, settings.device.type == "cuda", options.read_threads
         )
         with (
             tqdm(total=len(grid), desc=desc, unit="tile", disable=None) as bar,
-            contextlib.closing(dataset),
+            contextlib.closing(dataset) if dataset else contextlib.nullcontext(),
         ):
             return embed_batches(
                 module,

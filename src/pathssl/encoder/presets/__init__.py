@@ -52,7 +52,7 @@ def get_preset(name: str) -> Preset:
 
 
 # Import the preset files so that they register themselves.
-from pathssl.encoder.presets import (  # noqa: E402
+from pathssl.encoder.presets import (  # noqa: E402, F401
     h_optimus_0,
     h_optimus_1,
     hibou_l,
@@ -69,18 +69,3 @@ from pathssl.encoder.presets import (  # noqa: E402
 )
 
 __all__ = ["PRESETS", "Preset", "get_preset", "register"]
-_ = (
-    h_optimus_0,
-    h_optimus_1,
-    hibou_l,
-    lunit_dino_vits16,
-    midnight,
-    phikon,
-    phikon_v2,
-    prov_gigapath,
-    resnet50,
-    uni,
-    uni2_h,
-    virchow,
-    virchow2,
-)
