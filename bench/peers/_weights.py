@@ -1,0 +1,41 @@
+"""The same ResNet-18 for every tool: timm's `resnet18` with a pathssl bundle's safetensors
+weights, global average pooling, 512-d. Imported by each runner inside that tool's own venv."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import timm
+import torch
+from safetensors.torch import load_file
+
+
+def load_resnet18(bundle: Path) -> tuple[torch.nn.Module, list[float], list[float]]:
+    """(module, mean, std) of a pathssl bundle whose architecture is timm's resnet18."""
+    config = json.loads((bundle / "config.json").read_text())
+    if config["architecture"] != "resnet18":
+        raise SystemExit(f"{bundle}: the peer comparison runs a resnet18 bundle")
+    module = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    module.load_state_dict(load_file(str(bundle / "encoder.safetensors")))
+    return module.eval(), config["mean"], config["std"]
+
+
+def report(tool: str, version: str, features) -> None:
+    """The one line the orchestrator reads: tile count, width, and that features are finite."""
+    import numpy as np
+
+    features = np.asarray(features, dtype=np.float32)
+    print(
+        "PEER-RESULT "
+        + json.dumps(
+            {
+                "tool": tool,
+                "version": version,
+                "tiles": int(features.shape[0]),
+                "dim": int(features.shape[1]),
+                "finite": bool(np.isfinite(features).all()),
+            }
+        ),
+        flush=True,
+    )

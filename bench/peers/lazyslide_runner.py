@@ -1,0 +1,51 @@
+"""lazyslide: find_tissues -> tile_tissues(224 px at 0.5 um/px) -> feature_extraction with the
+shared ResNet-18 and its normalisation; the WSIData (zarr) written to --out as lazyslide does."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _weights import load_resnet18, report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--slide", type=Path, required=True)
+    ap.add_argument("--bundle", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--tile-px", type=int, default=224)
+    ap.add_argument("--mpp", type=float, default=0.5)
+    ap.add_argument("--batch-size", type=int, default=64)
+    args = ap.parse_args()
+
+    import lazyslide as zs
+    import torch
+    from torchvision.transforms import v2
+    from wsidata import open_wsi
+
+    module, mean, std = load_resnet18(args.bundle)
+    transform = v2.Compose(
+        [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    )
+    wsi = open_wsi(args.slide, store=str(args.out / "slide.zarr"))
+    zs.pp.find_tissues(wsi)
+    zs.pp.tile_tissues(wsi, args.tile_px, mpp=args.mpp)
+    features = zs.tl.feature_extraction(
+        wsi,
+        module,
+        transform=transform,
+        device="cpu",
+        batch_size=args.batch_size,
+        pbar=False,
+        return_features=True,
+    )
+    wsi.write()
+    report("lazyslide", zs.__version__, features)
+
+
+if __name__ == "__main__":
+    main()

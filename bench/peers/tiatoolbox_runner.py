@@ -1,0 +1,73 @@
+"""TIAToolbox: DeepFeatureExtractor in WSI mode (its automatic tissue mask, 224 px patches
+at 0.5 um/px, stride 224) with the shared ResNet-18 as a TIAToolbox model (normalisation in
+its forward, as TIAToolbox's own backbones take 0-255 NHWC batches); zarr written to --out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _weights import load_resnet18, report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--slide", type=Path, required=True)
+    ap.add_argument("--bundle", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--batch-size", type=int, default=64)
+    args = ap.parse_args()
+
+    import numpy as np
+    import tiatoolbox
+    import torch
+    import zarr
+    from tiatoolbox.models import DeepFeatureExtractor, IOPatchPredictorConfig
+    from tiatoolbox.models.architecture.vanilla import _infer_batch
+    from tiatoolbox.models.models_abc import ModelABC
+
+    module, mean, std = load_resnet18(args.bundle)
+
+    class SharedResnet18(ModelABC):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = module
+            self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255)
+            self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
+
+        def forward(self, imgs: torch.Tensor) -> torch.Tensor:
+            return self.net((imgs - self.mean) / self.std)
+
+        @staticmethod
+        def infer_batch(model: torch.nn.Module, batch_data: torch.Tensor, device: str):
+            return [_infer_batch(model=model, batch_data=batch_data, device=device)]
+
+    ioconfig = IOPatchPredictorConfig(
+        input_resolutions=[{"units": "mpp", "resolution": 0.5}],
+        patch_input_shape=(224, 224),
+        stride_shape=(224, 224),
+    )
+    extractor = DeepFeatureExtractor(
+        model=SharedResnet18(), batch_size=args.batch_size, verbose=False
+    )
+    output = extractor.run(
+        images=[args.slide],
+        patch_mode=False,
+        ioconfig=ioconfig,
+        device="cpu",
+        save_dir=args.out / "tiatoolbox",
+        output_type="zarr",
+        auto_get_mask=True,
+        overwrite=True,
+    )
+    path = next(iter(output.values())) if isinstance(output, dict) else output
+    store = zarr.open(str(path), mode="r")
+    features = np.asarray(store["features"])
+    report("tiatoolbox", tiatoolbox.__version__, features.reshape(features.shape[0], -1))
+
+
+if __name__ == "__main__":
+    main()
