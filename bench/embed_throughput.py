@@ -119,12 +119,14 @@ def plan(slide_path: Path, bundle, mpp: float | None):
 
 
 @torch.inference_mode()
-def encoder_ceiling(bundle, batch_size: int, engine: str, seconds: float = 10.0) -> float:
+def encoder_ceiling(
+    bundle, batch_size: int, engine: str, device: str | None, seconds: float = 10.0
+) -> float:
     """Tiles/s of the encoder as the pipeline runs it: same device, engine, memory layout,
     autocast on a GPU; the uint8 batch moved and normalised on the device each time."""
     import contextlib
 
-    settings = DeviceSettings.auto()
+    settings = DeviceSettings.auto(device)
     size = bundle.config.input_size_px
     batch = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
     module = prepare_module(bundle, settings, engine=resolve_engine(engine, settings.device))
@@ -183,14 +185,20 @@ def _per_tile_reader(slide_path: Path, level: int, read_px: int):
 
 @torch.inference_mode()
 def naive_baseline(
-    slide_path: Path, grid, bundle, batch_size: int, max_tiles: int, encode: bool = True
+    slide_path: Path,
+    grid,
+    bundle,
+    batch_size: int,
+    max_tiles: int,
+    device: torch.device,
+    encode: bool = True,
 ) -> float:
     """CLAM-style: read_region per tile at the chosen level, PIL resize, batch, encode (or,
     with encode False, only read: the naive reading ceiling)."""
     coords = grid.coords_l0[:max_tiles]
     size = bundle.config.input_size_px
-    # as the peers run it: PyTorch eager, NCHW, a copy untouched by the pipeline's engine
-    module = copy.deepcopy(bundle.module).eval().to(memory_format=torch.contiguous_format)
+    # as the peers run it: PyTorch eager, NCHW, fp32, a copy untouched by the pipeline's engine
+    module = copy.deepcopy(bundle.module).eval().to(device, memory_format=torch.contiguous_format)
     t0 = time.perf_counter()
     read = _per_tile_reader(slide_path, grid.level, grid.read_size_px)
     batch = []
@@ -201,10 +209,12 @@ def naive_baseline(
         batch.append(torch.from_numpy(np.asarray(img).transpose(2, 0, 1).copy()))
         if len(batch) == batch_size:
             if encode:
-                module(normalise(torch.stack(batch), bundle.config))
+                module(normalise(torch.stack(batch).to(device), bundle.config))
             batch = []
     if batch and encode:
-        module(normalise(torch.stack(batch), bundle.config))
+        module(normalise(torch.stack(batch).to(device), bundle.config))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return len(coords) / (time.perf_counter() - t0)
 
 
@@ -222,10 +232,24 @@ def main() -> None:
     p.add_argument(
         "--engine", default="auto", choices=["auto", "pytorch", "openvino"], help="as `embed`"
     )
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto: CUDA where usable, else CPU; cuda without a usable GPU skips, saying why",
+    )
     p.add_argument("--naive-tiles", type=int, default=512, help="tiles for the naive baseline")
     p.add_argument("--skip", nargs="*", default=[], choices=["encoder", "reading", "naive"])
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print(
+            f"skipped: --device cuda, but no CUDA device is usable here (torch "
+            f"{torch.__version__}, CUDA build {torch.version.cuda}); run it on a GPU machine"
+        )
+        return
+    device = None if args.device == "auto" else args.device
+    settings = DeviceSettings.auto(device)
 
     tmp = Path(tempfile.mkdtemp(prefix="pathssl-bench-"))
     slide_path = args.slide
@@ -245,7 +269,7 @@ def main() -> None:
     print(
         f"slide {slide_path}; model {bundle.config.name} ({bundle.config.architecture}, "
         f"{bundle.config.input_size_px} px at {bundle.config.target_mpp} um/px); "
-        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores"
+        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores; {settings.describe()}"
     )
     grid, downsample, plan_s, tissue_fraction = plan(slide_path, bundle, args.mpp)
     print(
@@ -260,7 +284,7 @@ def main() -> None:
     }
     if "encoder" not in args.skip:
         results["encoder_ceiling_before_tiles_per_s"] = encoder_ceiling(
-            bundle, args.batch_size, args.engine
+            bundle, args.batch_size, args.engine, device
         )
         print(f"encoder ceiling: {results['encoder_ceiling_before_tiles_per_s']:.1f} tiles/s")
     if "reading" not in args.skip:
@@ -270,6 +294,7 @@ def main() -> None:
         print(f"reading ceiling: {results['reading_ceiling_tiles_per_s']:.1f} tiles/s")
 
     options = EmbedOptions(
+        device=device,
         mpp=args.mpp,
         batch_size=args.batch_size,
         num_workers=args.workers,
@@ -293,7 +318,7 @@ def main() -> None:
         f"peak memory {mem.peak_mb:.0f} MB"
     )
     if "encoder" not in args.skip:  # again after: the machine's speed drifts (shared)
-        after = encoder_ceiling(bundle, args.batch_size, args.engine)
+        after = encoder_ceiling(bundle, args.batch_size, args.engine, device)
         before = results["encoder_ceiling_before_tiles_per_s"]
         results["encoder_ceiling_after_tiles_per_s"] = after
         results["encoder_ceiling_tiles_per_s"] = (before + after) / 2
@@ -318,7 +343,9 @@ def main() -> None:
         )
     if "naive" not in args.skip:
         n = min(args.naive_tiles, len(grid))
-        results["naive_tiles_per_s"] = naive_baseline(slide_path, grid, bundle, args.batch_size, n)
+        results["naive_tiles_per_s"] = naive_baseline(
+            slide_path, grid, bundle, args.batch_size, n, settings.device
+        )
         results["speedup_over_naive"] = (
             results["end_to_end_tiles_per_s"] / results["naive_tiles_per_s"]
         )
@@ -326,7 +353,9 @@ def main() -> None:
             f"naive baseline: {results['naive_tiles_per_s']:.1f} tiles/s on {n} tiles; "
             f"speed-up {results['speedup_over_naive']:.2f}x"
         )
-        naive_read = naive_baseline(slide_path, grid, bundle, args.batch_size, n, encode=False)
+        naive_read = naive_baseline(
+            slide_path, grid, bundle, args.batch_size, n, settings.device, encode=False
+        )
         results["naive_reading_tiles_per_s"] = naive_read
         if "reading_ceiling_tiles_per_s" in results:
             results["reading_speedup_over_naive"] = (

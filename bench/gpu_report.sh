@@ -29,9 +29,13 @@ trap 'rm -rf "$work"' EXIT
   for model in model "$work/vits" "$work/vitl"; do
     echo "### $(basename "$model")"
     echo '```'
-    "$py" bench/embed_throughput.py --slide "$work/syn.tif" --model "$model" --batch-size 256 \
+    "$py" bench/embed_throughput.py --device cuda --slide "$work/syn.tif" --model "$model" --batch-size 256 \
       --workers "$(( $(nproc) - 1 ))" 2>&1 | grep -v "it/s" | tail -12
     echo '```'
   done
+  echo "### decoding: OpenSlide on the CPU against the compressed-tile path on the GPU"
+  echo '```'
+  "$py" bench/jpeg_decode.py "$work/syn.tif" 2>&1 | tail -12
+  echo '```'
 } >"$report" 2>&1
 echo "wrote $report"
