@@ -11,7 +11,7 @@ from conftest import SHARED_WSI
 from PIL import Image
 
 from pathssl.ink import ink_fraction, ink_mask
-from pathssl.slide.reader import open_slide
+from pathssl.slide.opening import open_slide
 from pathssl.tiling import TilingSpec, plan_tiles
 from pathssl.tissue import Thumbnail, detect_tissue, render_thumbnail
 

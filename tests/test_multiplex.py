@@ -12,7 +12,7 @@ import pytest
 import tifffile
 
 from pathssl.errors import SlideReadError
-from pathssl.slide.reader import open_slide
+from pathssl.slide.opening import open_slide
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = ["DAPI", "CD8", "PD-L1", "CK"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from pathssl.pretrain.augment import ViewSpec, hed_jitter
+from pathssl.augment import ViewSpec, hed_jitter
 from pathssl.pretrain.config import PretrainConfig
 from pathssl.pretrain.data import (
     PretrainDataset,

@@ -23,7 +23,7 @@ from pathssl.pretrain.sources import (
     read_manifest,
     source_fractions,
 )
-from pathssl.slide.reader import open_slide
+from pathssl.slide.opening import open_slide
 
 CORPUS = SHARED_WSI.parent / "corpus"
 

@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from pathssl.errors import PathsslError
 from pathssl.pipeline import EmbedOptions, embed_slide, embed_slides
-from pathssl.slide.reader import open_slide
+from pathssl.slide.opening import open_slide
 from pathssl.tile_qc import BLUR_MAX_FOCUS, TileQC
 
 MPP = 0.499

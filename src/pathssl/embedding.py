@@ -151,7 +151,7 @@ def batch_augmentation(
 ) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """One random augmentation per batch, shared by all its tiles (as Giga-SSL precomputes
     its augmented copies), seeded by (seed, copy, batch number): reproducible."""
-    from pathssl.pretrain.augment import ViewSpec, make_view
+    from pathssl.augment import ViewSpec, make_view
 
     spec = ViewSpec(size_px=input_px, scale=(0.7, 1.0))
 

@@ -22,7 +22,8 @@ import torch
 from PIL import Image
 
 from pathssl.errors import PathsslError
-from pathssl.slide.reader import Slide, open_slide
+from pathssl.slide.opening import open_slide
+from pathssl.slide.reader import Slide
 from pathssl.tiling import TileGrid
 
 

@@ -52,7 +52,7 @@ from pathssl.outputs.slide_outputs import (
 )
 from pathssl.provenance import code_sha256
 from pathssl.slide.jpeg_tiles import jpeg_tile_levels
-from pathssl.slide.reader import find_slides, open_slide, slide_name
+from pathssl.slide.opening import find_slides, open_slide, slide_name
 from pathssl.slide.resolution import Resolution, resolve_mpp
 from pathssl.tile_qc import TileQC
 from pathssl.tiling import TileGrid, TilingSpec, plan_tiles

@@ -219,7 +219,7 @@ def _fill_small_holes(mask: np.ndarray, max_px: float) -> np.ndarray:
 
 def load_tissue_mask(path: Path, slide: Slide, mpp: float) -> TissueMask:
     """A user's mask (any readable image, non-zero = tissue) that covers the whole slide."""
-    from pathssl.slide.reader import open_slide
+    from pathssl.slide.opening import open_slide
 
     with open_slide(path) as mask_image:
         level = len(mask_image.levels) - 1

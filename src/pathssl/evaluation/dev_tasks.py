@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from pathssl.errors import PathsslError
-from pathssl.slide.reader import open_slide
+from pathssl.slide.opening import open_slide
 from pathssl.slide.resolution import resolve_mpp
 from pathssl.tiling import TilingSpec, plan_tiles
 from pathssl.tissue import detect_tissue, render_thumbnail

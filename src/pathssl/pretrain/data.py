@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from pathssl.pretrain.augment import ViewSpec, make_view
+from pathssl.augment import ViewSpec, make_view
 from pathssl.pretrain.sources import TileSource
 
 __all__ = [

@@ -35,7 +35,8 @@ from PIL import Image
 
 from pathssl.errors import PathsslError
 from pathssl.loading import resize_tile
-from pathssl.slide.reader import Slide, find_slides, open_slide
+from pathssl.slide.opening import find_slides, open_slide
+from pathssl.slide.reader import Slide
 from pathssl.slide.resolution import resolve_mpp
 from pathssl.tiling import TileGrid, TilingSpec, plan_tiles
 from pathssl.tissue import detect_tissue, render_thumbnail

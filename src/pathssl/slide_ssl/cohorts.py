@@ -55,7 +55,7 @@ def default_pools(shared: Path | None, cmu_slide: Path) -> tuple[list, list]:
     if shared is not None and (shared / SLIDES["he-tcga-jp2k"][0]).exists():
         rel, mpp, _ = SLIDES["he-tcga-jp2k"]
         return slide_tiles(cmu_slide, None, 200), slide_tiles(shared / rel, mpp, 200)
-    from pathssl.slide.reader import open_slide
+    from pathssl.slide.opening import open_slide
     from pathssl.slide.resolution import resolve_mpp
     from pathssl.tiling import TilingSpec, plan_tiles
     from pathssl.tissue import detect_tissue, render_thumbnail

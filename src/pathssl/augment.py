@@ -1,5 +1,7 @@
 """Pathology augmentations on uint8 CHW tensors, driven by an explicit torch.Generator so that
-every view is a pure function of (seed, sample index): exact resume, any worker count.
+every view is a pure function of (seed, sample index): exact resume, any worker count. Used by
+pretraining (pretrain/data.py) and by the slide-level augmented copies (embedding.py), so it
+belongs to neither.
 
 Stain jitter works in haematoxylin-eosin-DAB optical-density space (Ruifrok & Johnston's
 matrix, as in scikit-image's rgb2hed), the augmentation that matters most across labs.
