@@ -377,3 +377,24 @@ def test_engine_choice() -> None:
         resolve_engine("openvino", gpu)
     with pytest.raises(PathsslError, match="unknown engine"):
         resolve_engine("tensorrt", cpu)
+
+
+def test_peer_comparison_runs_the_bundled_weights() -> None:
+    """bench/peers/ gives every peer timm's resnet18 with the bundle's safetensors: the same
+    features as pathssl's own module, so the side-by-side compares the same encoder."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "peers" / "_weights.py"
+    spec = importlib.util.spec_from_file_location("peer_weights", path)
+    assert spec is not None and spec.loader is not None
+    peer_weights = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer_weights)
+
+    bundle = load_bundle(None)
+    peer, mean, std = peer_weights.load_resnet18(bundle.path)
+    assert (tuple(mean), tuple(std)) == (tuple(bundle.config.mean), tuple(bundle.config.std))
+    x = torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ours, theirs = bundle.module(x), peer(x)
+    assert ours.shape == theirs.shape == (4, 512)
+    assert torch.allclose(ours, theirs, atol=1e-5)
