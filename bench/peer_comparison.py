@@ -84,6 +84,9 @@ def main() -> None:
     args = ap.parse_args()
 
     slide, bundle = args.slide.resolve(), args.bundle.resolve()
+    config = json.loads((bundle / "config.json").read_text())
+    if (config["input_size_px"], config["target_mpp"]) != (224, 0.5):
+        sys.exit(f"{bundle}: set input_size_px 224 and target_mpp 0.5, as the peers' runners tile")
     work = Path(tempfile.mkdtemp(prefix="peer-comparison-"))
     commands: dict[str, tuple[list[str], Path]] = {}
     for engine in args.engines.split(","):

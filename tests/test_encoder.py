@@ -384,14 +384,14 @@ def test_peer_comparison_runs_the_bundled_weights() -> None:
     features as pathssl's own module, so the side-by-side compares the same encoder."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "peers" / "_weights.py"
-    spec = importlib.util.spec_from_file_location("peer_weights", path)
+    path = Path(__file__).resolve().parents[1] / "bench" / "peers" / "_common.py"
+    spec = importlib.util.spec_from_file_location("peer_common", path)
     assert spec is not None and spec.loader is not None
-    peer_weights = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(peer_weights)
+    peer_common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer_common)
 
     bundle = load_bundle(None)
-    peer, mean, std = peer_weights.load_resnet18(bundle.path)
+    peer, mean, std = peer_common.load_resnet18(bundle.path)
     assert (tuple(mean), tuple(std)) == (tuple(bundle.config.mean), tuple(bundle.config.std))
     x = torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():

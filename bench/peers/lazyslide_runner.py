@@ -3,24 +3,16 @@ shared ResNet-18 and its normalisation; the WSIData (zarr) written to --out as l
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _weights import load_resnet18, report
+from _common import MPP, TILE_PX, load_resnet18, report, runner_arguments
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--slide", type=Path, required=True)
-    ap.add_argument("--bundle", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--tile-px", type=int, default=224)
-    ap.add_argument("--mpp", type=float, default=0.5)
-    ap.add_argument("--batch-size", type=int, default=64)
-    args = ap.parse_args()
+    args = runner_arguments(__doc__)
 
     import lazyslide as zs
     import torch
@@ -33,7 +25,7 @@ def main() -> None:
     )
     wsi = open_wsi(args.slide, store=str(args.out / "slide.zarr"))
     zs.pp.find_tissues(wsi)
-    zs.pp.tile_tissues(wsi, args.tile_px, mpp=args.mpp)
+    zs.pp.tile_tissues(wsi, TILE_PX, mpp=MPP)
     features = zs.tl.feature_extraction(
         wsi,
         module,

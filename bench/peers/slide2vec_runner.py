@@ -4,23 +4,17 @@ declared); tile features written to --out as slide2vec does."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _weights import load_resnet18, report
+from _common import MPP, TILE_PX, load_resnet18, report, runner_arguments
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--slide", type=Path, required=True)
-    ap.add_argument("--bundle", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--batch-size", type=int, default=64)
-    args = ap.parse_args()
+    args = runner_arguments(__doc__)
     os.environ["PATHSSL_PEER_BUNDLE"] = str(args.bundle.resolve())
 
     import slide2vec
@@ -31,9 +25,9 @@ def main() -> None:
     @register_encoder(
         "pathssl-resnet18",
         encode_dim=512,
-        input_size=224,
+        input_size=TILE_PX,
         supports_variable_input_size=False,
-        supported_spacing_um=0.5,
+        supported_spacing_um=MPP,
         precision="fp32",
         source="local pathssl bundle",
     )
@@ -43,7 +37,7 @@ def main() -> None:
             super().__init__(
                 module,
                 encode_dim=512,
-                input_size=224,
+                input_size=TILE_PX,
                 mean=tuple(mean),
                 std=tuple(std),
                 output_variant=output_variant,

@@ -4,22 +4,16 @@ its forward, as TIAToolbox's own backbones take 0-255 NHWC batches); zarr writte
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _weights import load_resnet18, report
+from _common import MPP, TILE_PX, load_resnet18, report, runner_arguments
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--slide", type=Path, required=True)
-    ap.add_argument("--bundle", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--batch-size", type=int, default=64)
-    args = ap.parse_args()
+    args = runner_arguments(__doc__)
 
     import numpy as np
     import tiatoolbox
@@ -46,9 +40,9 @@ def main() -> None:
             return [_infer_batch(model=model, batch_data=batch_data, device=device)]
 
     ioconfig = IOPatchPredictorConfig(
-        input_resolutions=[{"units": "mpp", "resolution": 0.5}],
-        patch_input_shape=(224, 224),
-        stride_shape=(224, 224),
+        input_resolutions=[{"units": "mpp", "resolution": MPP}],
+        patch_input_shape=(TILE_PX, TILE_PX),
+        stride_shape=(TILE_PX, TILE_PX),
     )
     extractor = DeepFeatureExtractor(
         model=SharedResnet18(), batch_size=args.batch_size, verbose=False

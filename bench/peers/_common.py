@@ -1,14 +1,29 @@
-"""The same ResNet-18 for every tool: timm's `resnet18` with a pathssl bundle's safetensors
-weights, global average pooling, 512-d. Imported by each runner inside that tool's own venv."""
+"""What every peer runner shares, imported inside that peer's own venv: the arguments, the
+tiling (224 px at 0.5 um/px), the same ResNet-18 (timm's `resnet18` with a pathssl bundle's
+safetensors weights, global average pooling, 512-d) and the one result line."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import timm
 import torch
 from safetensors.torch import load_file
+
+TILE_PX = 224
+MPP = 0.5
+
+
+def runner_arguments(description: str) -> argparse.Namespace:
+    """--slide, --bundle (a pathssl resnet18 bundle), --out (a fresh folder), --batch-size."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--slide", type=Path, required=True)
+    ap.add_argument("--bundle", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--batch-size", type=int, default=64)
+    return ap.parse_args()
 
 
 def load_resnet18(bundle: Path) -> tuple[torch.nn.Module, list[float], list[float]]:
