@@ -56,7 +56,13 @@ from pathssl.slide.opening import find_slides, open_slide, slide_name
 from pathssl.slide.resolution import Resolution, resolve_mpp
 from pathssl.tile_qc import TileQC
 from pathssl.tiling import TileGrid, TilingSpec, plan_tiles
-from pathssl.tissue import TissueMask, detect_tissue, load_tissue_mask, render_thumbnail
+from pathssl.tissue import (
+    Thumbnail,
+    TissueMask,
+    detect_tissue,
+    load_tissue_mask,
+    render_thumbnail,
+)
 
 log = logging.getLogger("pathssl")
 
@@ -94,6 +100,62 @@ class SlideReport:
     qc_dropped: int = 0
 
 
+@dataclass(frozen=True)
+class SlidePlan:
+    """What embedding a slide needs from the slide file before reading any tile."""
+
+    resolution: Resolution
+    tissue: TissueMask
+    spec: TilingSpec
+    grid: TileGrid
+    level_sizes: list[tuple[int, int]]
+    downsample: float  # of the level the tiles are read from
+    preview_image: Thumbnail
+    slide_info: dict[str, Any]  # for the run record: a file name, never a host path
+
+
+def plan_slide(slide_path: Path, bundle: EncoderBundle, options: EmbedOptions) -> SlidePlan:
+    """Resolution, tissue, tile grid and preview picture of one slide (opened once)."""
+    with open_slide(slide_path) as slide:
+        resolution = resolve_mpp(slide, options.mpp)
+        thumb = render_thumbnail(slide, resolution.mpp)
+        if options.tissue_mask is not None:
+            tissue = load_tissue_mask(Path(options.tissue_mask), slide, resolution.mpp)
+        else:
+            tissue = detect_tissue(thumb, exclude_ink=options.exclude_ink)
+        cfg = bundle.config
+        spec = TilingSpec(
+            target_mpp=cfg.target_mpp,
+            tile_size_px=cfg.input_size_px,
+            mpp_tolerance=options.mpp_tolerance,
+            min_tissue_fraction=options.min_tissue_fraction,
+            max_tiles=options.max_tiles,
+        )
+        grid = plan_tiles(slide.levels, resolution.mpp, tissue, spec, str(slide_path))
+        preview_image = thumb
+        wanted_mpp = preview_mpp(resolution.mpp, slide.dimensions)
+        if options.layout.preview and wanted_mpp < thumb.mpp:  # small slides: a finer picture
+            preview_image = render_thumbnail(
+                slide, resolution.mpp, target_mpp=wanted_mpp, source_mpp=None
+            )
+        return SlidePlan(
+            resolution=resolution,
+            tissue=tissue,
+            spec=spec,
+            grid=grid,
+            level_sizes=[(lv.width, lv.height) for lv in slide.levels],
+            downsample=slide.levels[grid.level].downsample,
+            preview_image=preview_image,
+            slide_info={
+                "file": slide_path.name,
+                "backend": slide.backend,
+                "vendor": getattr(slide, "vendor", slide.backend),
+                "dimensions_px": list(slide.dimensions),
+                "levels": len(slide.levels),
+            },
+        )
+
+
 def embed_slide(
     slide_path: str | Path,
     output_dir: str | Path,
@@ -112,37 +174,9 @@ def embed_slide(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
-    with open_slide(slide_path) as slide:
-        resolution = resolve_mpp(slide, options.mpp)
-        thumb = render_thumbnail(slide, resolution.mpp)
-        if options.tissue_mask is not None:
-            tissue = load_tissue_mask(Path(options.tissue_mask), slide, resolution.mpp)
-        else:
-            tissue = detect_tissue(thumb, exclude_ink=options.exclude_ink)
-        cfg = bundle.config
-        spec = TilingSpec(
-            target_mpp=cfg.target_mpp,
-            tile_size_px=cfg.input_size_px,
-            mpp_tolerance=options.mpp_tolerance,
-            min_tissue_fraction=options.min_tissue_fraction,
-            max_tiles=options.max_tiles,
-        )
-        grid = plan_tiles(slide.levels, resolution.mpp, tissue, spec, str(slide_path))
-        level_sizes = [(lv.width, lv.height) for lv in slide.levels]
-        preview_image = thumb
-        wanted_mpp = preview_mpp(resolution.mpp, slide.dimensions)
-        if layout.preview and wanted_mpp < thumb.mpp:  # small slides: a finer picture
-            preview_image = render_thumbnail(
-                slide, resolution.mpp, target_mpp=wanted_mpp, source_mpp=None
-            )
-        downsample = slide.levels[grid.level].downsample
-        slide_info = {
-            "file": slide_path.name,  # a name, not a host path
-            "backend": slide.backend,
-            "vendor": getattr(slide, "vendor", slide.backend),
-            "dimensions_px": list(slide.dimensions),
-            "levels": len(slide.levels),
-        }
+    plan = plan_slide(slide_path, bundle, options)
+    resolution, tissue, spec, grid = plan.resolution, plan.tissue, plan.spec, plan.grid
+    slide_info, cfg = plan.slide_info, bundle.config
     timings["tissue_and_tiling_s"] = time.perf_counter() - t0
     log.info(
         "%s: %d tiles of %d px at %.3f um/px (level %d, read %d px), tissue %s",
@@ -180,7 +214,7 @@ def embed_slide(
             stage,
             slide_path,
             grid,
-            (downsample, level_sizes),
+            (plan.downsample, plan.level_sizes),
             bundle,
             options,
             _judges_ink(tissue, options),
@@ -205,7 +239,7 @@ def embed_slide(
                 augmented=augmented,
                 embedding=embedding,
                 qc=qc,
-                preview_image=preview_image,
+                preview_image=plan.preview_image,
                 tissue=tissue,
                 level0_mpp=resolution.mpp,
                 level0_size_px=tuple(slide_info["dimensions_px"]),
