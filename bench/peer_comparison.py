@@ -52,7 +52,7 @@ def run_tool(name: str, command: list[str], out: Path) -> dict[str, object]:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     cpu0, t0 = _children_cpu_s(), time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True)
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=out)  # side files there
     wall, cpu = time.perf_counter() - t0, _children_cpu_s() - cpu0
     if proc.returncode != 0:
         sys.exit(f"{name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CMU_SLIDE = ROOT / "tests" / "data" / "CMU-1-Small-Region.svs"
 SHARED_WSI = Path(os.environ.get("PATHSSL_SHARED_DATA", ROOT.parent / "shared" / "data")) / "wsi"
+
+
+def run_process_py(input_dir: Path, output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The container's entry point, process.py, as a job runs it; output captured."""
+    io = ["--input", str(input_dir), "--output", str(output_dir)]
+    return subprocess.run(
+        [sys.executable, str(ROOT / "process.py"), *io, *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def shared_slide(name: str) -> Path:

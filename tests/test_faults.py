@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import run_process_py
 
 from pathssl.encoder.bundle import load_bundle
 from pathssl.errors import PathsslError
@@ -142,12 +143,7 @@ def test_a_killed_holder_releases_its_lock(tmp_path: Path) -> None:
 def test_grand_challenge_job_on_a_full_output_is_one_line(tmp_path: Path) -> None:
     """process.py on the test case with /output on a 40 KB disk."""
     with tmpfs(tmp_path / "output", "40k") as output:
-        done = subprocess.run(
-            [sys.executable, "process.py", "--input", "test/input/wsi", "--output", str(output)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
+        done = run_process_py(ROOT / "test" / "input" / "wsi", output)
         assert done.returncode != 0
         assert "Traceback" not in done.stderr
         last = done.stderr.strip().splitlines()[-1]

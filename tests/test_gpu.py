@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import run_process_py
 
 from pathssl.encoder.bundle import load_bundle
 from pathssl.grand_challenge.compare import compare_outputs
@@ -70,13 +71,7 @@ def test_gpu_embedding_matches_cpu_fp32(
 
 def test_process_py_end_to_end_on_gpu(tmp_path: Path) -> None:
     out = tmp_path / "output"
-    done = subprocess.run(
-        [sys.executable, "process.py", "--input", "test/input/wsi", "--output", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_process_py(ROOT / "test" / "input" / "wsi", out)
     assert done.returncode == 0, done.stderr
     assert "GPU given" in done.stdout or "device cuda" in done.stdout
     record = json.loads((out / "pathssl-run-record.json").read_text())

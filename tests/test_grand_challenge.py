@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_process_py
 
 from pathssl.grand_challenge.compare import compare_outputs
 from pathssl.grand_challenge.run import JSON_BYTES_PER_FEATURE, PATCH_JSON_BUDGET_BYTES, tile_cap
@@ -23,23 +24,6 @@ RESOURCES = ROOT / "resources" / "grand-challenge.json"
 INTERFACES = ["wsi", "wsi-with-tissue-mask"]
 
 
-def process(input_dir: Path, output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "process.py"),
-            "--input",
-            str(input_dir),
-            "--output",
-            str(output_dir),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def _files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
@@ -50,7 +34,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     outputs = {}
     for name in INTERFACES:
         out = tmp_path_factory.mktemp("gc") / name
-        proc = process(CASES / name, out)
+        proc = run_process_py(CASES / name, out)
         assert proc.returncode == 0, proc.stderr
         assert f"interface {name}:" in proc.stdout and "device cpu" in proc.stdout
         assert proc.stderr == ""  # progress to stdout; stderr is for warnings and errors
@@ -96,14 +80,14 @@ def test_tissue_mask_interface_keeps_tiles_inside_the_mask(runs: dict[str, Path]
 
 def test_second_run_agrees(runs: dict[str, Path], tmp_path: Path) -> None:
     out = runs["wsi"]
-    proc = process(CASES / "wsi", tmp_path / "again")
+    proc = run_process_py(CASES / "wsi", tmp_path / "again")
     assert proc.returncode == 0, proc.stderr
     assert compare_outputs(out, tmp_path / "again", rtol=0, atol=0) == []
 
 
 def test_tile_cap_is_an_even_deterministic_subsample(runs: dict[str, Path], tmp_path: Path) -> None:
     out = runs["wsi"]
-    proc = process(CASES / "wsi", tmp_path / "capped", "--max-tiles", "10")
+    proc = run_process_py(CASES / "wsi", tmp_path / "capped", "--max-tiles", "10")
     assert proc.returncode == 0, proc.stderr
     assert "55 tissue tiles, 10 kept by the cap" in proc.stdout
     record = json.loads((tmp_path / "capped" / "pathssl-run-record.json").read_text())
@@ -217,7 +201,7 @@ def test_bad_inputs_one_line_error_nothing_written(
     case = _case(tmp_path, inputs, files)
     out = tmp_path / "output"
     out.mkdir()
-    proc = process(case, out)
+    proc = run_process_py(case, out)
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("pathssl: error: ") and message in last, proc.stderr
@@ -239,7 +223,7 @@ def test_mha_tissue_mask_and_resolution_override(tmp_path: Path) -> None:
         [_socket(), mask_socket],
         {"images/whole-slide-image/s.tif": SLIDE, "images/tissue-mask/m.mha": mask_path},
     )
-    proc = process(case, tmp_path / "out", "--mpp", "0.5")
+    proc = run_process_py(case, tmp_path / "out", "--mpp", "0.5")
     assert proc.returncode == 0, proc.stderr
     run = json.loads((tmp_path / "out" / "pathssl-run-record.json").read_text())
     assert run["tissue"]["source"] == "input:m.mha"
@@ -289,7 +273,7 @@ def _config(tmp_path: Path, edit) -> Path:
 )
 def test_socket_configuration_the_platform_would_refuse(tmp_path: Path, edit, message) -> None:
     case = _case(tmp_path, [_socket()], {"images/whole-slide-image/s.tif": SLIDE})
-    proc = process(case, tmp_path / "out", "--sockets", str(_config(tmp_path, edit)))
+    proc = run_process_py(case, tmp_path / "out", "--sockets", str(_config(tmp_path, edit)))
     assert proc.returncode == 2
     assert message in proc.stderr.strip().splitlines()[-1], proc.stderr
     assert not (tmp_path / "out").exists()
@@ -352,12 +336,12 @@ def test_local_batch_mode(tmp_path: Path, cmu_slide: Path) -> None:
     inputs.mkdir()
     shutil.copy(cmu_slide, inputs / "good.svs")
     (inputs / "broken.svs").write_bytes(b"\x00" * 100)
-    proc = process(inputs, tmp_path / "out", "--batch-size", "32")
+    proc = run_process_py(inputs, tmp_path / "out", "--batch-size", "32")
     assert proc.returncode == 1
     assert "1 embedded, 0 skipped (complete), 1 failed" in proc.stdout
     assert (tmp_path / "out" / "good" / "image-neural-representation.json").is_file()
     assert not (tmp_path / "out" / "broken").exists()
-    again = process(inputs, tmp_path / "out")
+    again = run_process_py(inputs, tmp_path / "out")
     assert "0 embedded, 1 skipped (complete), 1 failed" in again.stdout
 
 

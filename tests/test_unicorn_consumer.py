@@ -17,6 +17,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from conftest import run_process_py
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSUMERS = ROOT / "tests" / "consumers"
@@ -56,13 +57,7 @@ def _unicorn_python() -> Path:
 def test_unicorn_eval_reads_patch_meta_as_the_tiles_true_extent(tmp_path: Path) -> None:
     python = _unicorn_python()
     out = tmp_path / "output"
-    job = subprocess.run(
-        [sys.executable, "process.py", "--input", "test/input/wsi", "--output", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    job = run_process_py(ROOT / "test" / "input" / "wsi", out)
     assert job.returncode == 0, job.stderr
     check = subprocess.run(
         [str(python), str(CONSUMERS / "unicorn_eval_check.py"), str(out), str(tmp_path / "eval")],
