@@ -340,6 +340,15 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         metavar="NAME=BUNDLE",
         help="also evaluate another model bundle under NAME (e.g. previous=old/model)",
     )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="cross-validate instead: pool train and test, stratified K folds (leave-one-out "
+        "when K >= the number of images), probes on all other labels, repeated over --seeds; "
+        "for small sets, where one split tests only a handful of images",
+    )
     p.add_argument("--output", type=Path, default=None, help="write the results as JSON")
     p.set_defaults(func=_run_evaluate)
 
@@ -359,6 +368,25 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         compare[name] = Path(path)
     results = {}
     for dataset in args.datasets:
+        if args.folds is not None:
+            from pathssl.evaluation.cross_validation import (
+                cross_validate_bundle,
+                format_cross_validation,
+            )
+
+            res = cross_validate_bundle(
+                dataset,
+                model_dir,
+                args.folds,
+                tuple(range(args.seeds)),
+                args.image_mpp,
+                compare,
+                args.resize_whole,
+                not args.no_random_baseline,
+            )
+            results[dataset.name] = res
+            print(format_cross_validation(dataset.name, res))
+            continue
         res = evaluate_bundle(
             dataset,
             model_dir,

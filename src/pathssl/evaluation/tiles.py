@@ -146,34 +146,40 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(balanced_accuracy_score(y_true, y_pred))
 
 
-def linear_probe(train_x, train_y, test_x, test_y) -> float:
+def linear_probe_predictions(train_x, train_y, test_x) -> np.ndarray:
+    """Logistic regression on standardised features (the external evaluation's probe)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if len(np.unique(train_y)) < 2:
-        return float("nan")
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
     clf.fit(train_x, train_y)
-    return balanced_accuracy(test_y, clf.predict(test_x))
+    return clf.predict(test_x)
 
 
-def knn(train_x, train_y, test_x, test_y, k: int = 20) -> float:
+def linear_probe(train_x, train_y, test_x, test_y) -> float:
+    if len(np.unique(train_y)) < 2:
+        return float("nan")
+    return balanced_accuracy(test_y, linear_probe_predictions(train_x, train_y, test_x))
+
+
+def knn_predictions(train_x, train_y, test_x, k: int = 20) -> np.ndarray:
     """Cosine kNN with similarity-weighted votes. k is capped at the smallest class count, so
     that with few labels the vote is not decided by class sizes alone."""
-    k = max(1, min(k, int(np.unique(train_y, return_counts=True)[1].min())))
+    k = max(1, min(k, int(np.unique(train_y, return_counts=True)[1].min()), len(train_y)))
     a = train_x / np.linalg.norm(train_x, axis=1, keepdims=True).clip(1e-12)
     b = test_x / np.linalg.norm(test_x, axis=1, keepdims=True).clip(1e-12)
     sim = b @ a.T
-    k = min(k, len(train_y))
     top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
-    n_classes = int(max(train_y.max(), test_y.max())) + 1
-    votes = np.zeros((len(test_x), n_classes))
+    rows = np.arange(len(test_x))
+    votes = np.zeros((len(test_x), int(train_y.max()) + 1))
     for j in range(k):
-        np.add.at(
-            votes, (np.arange(len(test_x)), train_y[top[:, j]]), sim[np.arange(len(b)), top[:, j]]
-        )
-    return balanced_accuracy(test_y, votes.argmax(axis=1))
+        np.add.at(votes, (rows, train_y[top[:, j]]), sim[rows, top[:, j]])
+    return votes.argmax(axis=1)
+
+
+def knn(train_x, train_y, test_x, test_y, k: int = 20) -> float:
+    return balanced_accuracy(test_y, knn_predictions(train_x, train_y, test_x, k))
 
 
 def _features(module, preprocess, paths, cache: dict, crop_px: int | None) -> np.ndarray:
@@ -237,6 +243,28 @@ def random_twin(model_dir: Path, seed: int = 0):
     return build_module(config).eval(), make_preprocess(config)
 
 
+def bundle_encoders(
+    model_dir: Path,
+    compare: dict[str, Path] | None,
+    compare_random: bool,
+    image_mpp: float | None,
+    seed: int = 0,
+):
+    """(name, module, preprocess, crop_px) for the bundle ("trained"), the bundles in
+    `compare` and the random twin ("random"); crop_px tiles images of `image_mpp` at each
+    encoder's own field of view (None: resize whole)."""
+    from pathssl.encoder.bundle import EncoderConfig, load_encoder
+
+    bundles = {"trained": Path(model_dir), **(compare or {})}
+    for name, bundle_dir in [*bundles.items(), *([("random", None)] if compare_random else [])]:
+        config = EncoderConfig.from_file((bundle_dir or Path(model_dir)) / "config.json")
+        crop_px = round(config.input_size_px * config.target_mpp / image_mpp) if image_mpp else None
+        module, preprocess = (
+            random_twin(model_dir, seed) if bundle_dir is None else load_encoder(bundle_dir)
+        )
+        yield name, module, preprocess, crop_px
+
+
 def format_table(name: str, results: dict) -> str:
     lines = [
         f"{name}: {results['n_train']} train / {results['n_test']} test, "
@@ -271,17 +299,11 @@ def evaluate_bundle(
 ) -> dict:
     """Evaluate a bundle and, side by side, its randomly initialised twin (and any other
     bundles in `compare`, by name), each at its own resolution."""
-    from pathssl.encoder.bundle import EncoderConfig, load_encoder
-
-    bundles = {"trained": Path(model_dir), **(compare or {})}
     mpp = None if resize_whole else image_mpp or dataset_mpp(dataset)
     merged: dict = {}
-    for name, bundle_dir in [*bundles.items(), *([("random", None)] if compare_random else [])]:
-        config = EncoderConfig.from_file((bundle_dir or Path(model_dir)) / "config.json")
-        crop_px = round(config.input_size_px * config.target_mpp / mpp) if mpp else None
-        module, preprocess = (
-            random_twin(model_dir, seeds[0]) if bundle_dir is None else load_encoder(bundle_dir)
-        )
+    for name, module, preprocess, crop_px in bundle_encoders(
+        model_dir, compare, compare_random, mpp, seeds[0]
+    ):
         res = evaluate_encoder(dataset, module, preprocess, fractions, seeds, crop_px=crop_px)
         for key in ("classes", "n_train", "n_test", "seeds", "tiled_at_px"):
             merged.setdefault(key, res[key])
