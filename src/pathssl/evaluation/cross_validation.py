@@ -5,8 +5,9 @@ With a few dozen labelled images, one train/test split decides on a handful of t
 stratified K folds (leave-one-out when K is at least the number of images), each probe
 trained on all the labels of the other folds, as the external evaluation's logistic probe
 is. Reported per encoder: balanced accuracy of the pooled predictions, mean and spread over
-repeats; and against the random twin, the difference with a paired bootstrap interval over
-images (resampled within each class, so that balanced accuracy keeps its class weights).
+repeats; and for each pair of encoders (the random twin included), the difference with a
+paired bootstrap interval over images (resampled within each class, so that balanced
+accuracy keeps its class weights).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import numpy as np
 from pathssl.errors import PathsslError
 from pathssl.evaluation.tiles import (
     LabelledImages,
-    _read_classes,
     bundle_encoders,
     dataset_mpp,
     extract_features,
     knn_predictions,
     linear_probe_predictions,
+    read_classes,
 )
 
 PROBES = {"linear": linear_probe_predictions, "knn": knn_predictions}
@@ -36,12 +37,13 @@ def all_images(root: Path) -> LabelledImages:
     if not root.is_dir():
         raise PathsslError(f"{root}: no such dataset folder")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        train = _read_classes(root / "train")
-        test = _read_classes(root / "test", train.classes)
-        return LabelledImages(
+        train = read_classes(root / "train")
+        test = read_classes(root / "test", train.classes)
+        data = LabelledImages(
             train.paths + test.paths, np.concatenate([train.labels, test.labels]), train.classes
         )
-    data = _read_classes(root)
+    else:
+        data = read_classes(root)
     counts = np.bincount(data.labels, minlength=len(data.classes))
     if len(data.classes) < 2 or counts.min() < 2:
         raise PathsslError(f"{root}: cross-validation needs two class folders of 2+ images")

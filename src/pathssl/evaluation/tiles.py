@@ -35,7 +35,7 @@ class LabelledImages:
     classes: list[str]
 
 
-def _read_classes(root: Path, classes: list[str] | None = None) -> LabelledImages:
+def read_classes(root: Path, classes: list[str] | None = None) -> LabelledImages:
     found = sorted(d.name for d in root.iterdir() if d.is_dir())
     classes = classes or found
     paths, labels = [], []
@@ -52,9 +52,9 @@ def load_split(root: Path, seed: int = 0) -> tuple[LabelledImages, LabelledImage
     if not root.is_dir():
         raise PathsslError(f"{root}: no such dataset folder")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        train = _read_classes(root / "train")
-        return train, _read_classes(root / "test", train.classes)
-    data = _read_classes(root)
+        train = read_classes(root / "train")
+        return train, read_classes(root / "test", train.classes)
+    data = read_classes(root)
     if len(data.classes) < 2 or len(data.paths) < 4:
         raise PathsslError(f"{root}: needs at least two class folders of images")
     rng = np.random.default_rng(seed)
