@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 CMU_SLIDE = ROOT / "tests" / "data" / "CMU-1-Small-Region.svs"
@@ -23,6 +25,17 @@ def run_process_py(input_dir: Path, output_dir: Path, *extra: str) -> subprocess
         text=True,
         timeout=600,
     )
+
+
+def make_images(folder: Path, n: int, size: int, colour: tuple[int, int, int]) -> None:
+    """n noisy RGB squares of one colour (seeded by n): a class of an image-folder dataset."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(n)
+    for i in range(n):
+        noise = rng.integers(-30, 30, (size, size, 3))
+        Image.fromarray(np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)).save(
+            folder / f"{i}.png"
+        )
 
 
 def shared_slide(name: str) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from conftest import make_images
 
 from pathssl.errors import PathsslError
 from pathssl.evaluation.cross_validation import (
@@ -21,21 +21,7 @@ from pathssl.evaluation.cross_validation import (
 )
 from pathssl.evaluation.tiles import balanced_accuracy
 
-
-def colour_folders(root: Path, n_per_class: dict[str, int], split: bool = False) -> Path:
-    """Image folders of visibly different colours; with split=True, a train/ and test/ layout."""
-    rng = np.random.default_rng(0)
-    colours = [(220, 120, 200), (60, 60, 200), (120, 200, 90)]
-    for (cls, n), colour in zip(n_per_class.items(), colours, strict=False):
-        for i in range(n):
-            part = ("test" if i % 3 == 0 else "train") if split else ""
-            d = root / part / cls
-            d.mkdir(parents=True, exist_ok=True)
-            noise = rng.integers(-20, 20, (40, 40, 3))
-            Image.fromarray(np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)).save(
-                d / f"{i}.png"
-            )
-    return root
+PINK, BLUE, GREEN = (220, 120, 200), (60, 60, 200), (120, 200, 90)
 
 
 def test_folds_are_stratified_balanced_and_seeded() -> None:
@@ -65,17 +51,24 @@ def test_weighted_correct_is_balanced_accuracy_and_the_bootstrap_brackets_it() -
 
 
 def test_train_and_test_folders_are_pooled(tmp_path: Path) -> None:
-    data = all_images(colour_folders(tmp_path / "d", {"a": 6, "b": 6}, split=True))
+    for part, n in (("train", 4), ("test", 2)):
+        make_images(tmp_path / "d" / part / "a", n, 40, PINK)
+        make_images(tmp_path / "d" / part / "b", n, 40, BLUE)
+    data = all_images(tmp_path / "d")
     assert len(data.paths) == 12 and np.bincount(data.labels).tolist() == [6, 6]
-    colour_folders(tmp_path / "one", {"a": 5, "b": 1})
+    make_images(tmp_path / "one" / "a", 5, 40, PINK)
+    make_images(tmp_path / "one" / "b", 1, 40, BLUE)
     with pytest.raises(PathsslError, match="two class folders of 2\\+ images"):
         all_images(tmp_path / "one")
 
 
 def test_cross_validation_tests_every_image(tmp_path: Path, tiny_bundle_dir: Path) -> None:
-    root = colour_folders(tmp_path / "d", {"a": 6, "b": 4, "c": 5})
+    root = tmp_path / "d"
+    for cls, n, colour in (("a", 6, PINK), ("b", 4, BLUE), ("c", 5, GREEN)):
+        make_images(root / cls, n, 40, colour)
     res = cross_validate_bundle(root, tiny_bundle_dir, folds=100, seeds=(0, 1))
     assert res["n_images"] == 15 and res["folds"] == 15 and res["protocol"] == "cross-validation"
+    assert res["seeds"] == [0]  # leave-one-out: no seed changes it, so one repeat
     trained, random = res["encoders"]["trained"], res["encoders"]["random"]
     # same weights (an untrained tiny bundle and its seeded twin): no difference, exactly
     assert trained["linear_balanced_accuracy"] == random["linear_balanced_accuracy"]
@@ -87,7 +80,9 @@ def test_cross_validation_tests_every_image(tmp_path: Path, tiny_bundle_dir: Pat
 def test_cli_folds_writes_the_protocol_and_refuses_one_fold(
     tmp_path: Path, tiny_bundle_dir: Path
 ) -> None:
-    root = colour_folders(tmp_path / "d", {"a": 6, "b": 6})
+    root = tmp_path / "d"
+    make_images(root / "a", 6, 40, PINK)
+    make_images(root / "b", 6, 40, BLUE)
     out = tmp_path / "res" / "cv.json"
     cli = [sys.executable, "-m", "pathssl.cli", "evaluate", str(root), "--model"]
     proc = subprocess.run(

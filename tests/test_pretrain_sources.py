@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_WSI
+from conftest import SHARED_WSI, make_images
 from PIL import Image
 
 from pathssl.errors import PathsslError
@@ -96,16 +96,6 @@ def test_shared_cptac_deepzoom_matches_its_tiles() -> None:
         tile = np.asarray(Image.open(slide._folder / "13" / "4_4.jpeg").convert("RGB"))
         np.testing.assert_array_equal(
             slide.read_region(4 * 254, 4 * 254, 0, 254, 254), tile[1:255, 1:255]
-        )
-
-
-def make_images(folder: Path, n: int, size: int, colour: tuple[int, int, int]) -> None:
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(n)
-    for i in range(n):
-        noise = rng.integers(-30, 30, (size, size, 3))
-        Image.fromarray(np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)).save(
-            folder / f"{i}.png"
         )
 
 

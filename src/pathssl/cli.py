@@ -346,8 +346,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="K",
         help="cross-validate instead: pool train and test, stratified K folds (leave-one-out "
-        "when K >= the number of images), probes on all other labels, repeated over --seeds; "
-        "for small sets, where one split tests only a handful of images",
+        "when K >= the number of images), probes on all the other folds' labels (--fractions "
+        "does not apply), repeated over --seeds; for small sets, where one split tests only "
+        "a handful of images",
     )
     p.add_argument("--output", type=Path, default=None, help="write the results as JSON")
     p.set_defaults(func=_run_evaluate)

@@ -116,6 +116,8 @@ def cross_validate_bundle(
     if folds < 2:
         raise PathsslError(f"--folds {folds}: cross-validation needs at least 2 folds")
     data = all_images(dataset)
+    if folds >= len(data.paths):
+        seeds = seeds[:1]  # leave-one-out is the same for every seed: one repeat
     mpp = None if resize_whole else image_mpp or dataset_mpp(dataset)
     weights = class_weights(data.labels)
     rates: dict[str, dict[str, np.ndarray]] = {}
