@@ -148,20 +148,25 @@ def write_synthetic_slide(
             pyramid.append(np.asarray(Image.fromarray(prev).resize(size, Image.Resampling.BOX)))
         canvases.append([texture_canvas(t) for t in pyramid])
     shapes = ellipses(seed)
+    encode = _jpeg_encoder()
     tmp = path.with_name(f".{path.name}.tmp")
     with tifffile.TiffWriter(tmp, bigtiff=True) as tif:
         for level in range(n_levels):
             down = level_factor**level
             lw, lh = math.ceil(width / down), math.ceil(height / down)
             px_per_cm = 1e4 / (mpp * down)
+            tiles = level_tiles(width, height, down, canvases, shapes, level, seed)
             tif.write(
-                level_tiles(width, height, down, canvases, shapes, level, seed),
+                tiles if encode is None else (encode(t, quality) for t in tiles),
                 shape=(lh, lw, 3),
                 dtype=np.uint8,
                 tile=(TILE, TILE),
-                photometric="rgb",
+                **(
+                    {"photometric": "rgb", "compressionargs": {"level": quality}}
+                    if encode is None
+                    else {"photometric": "ycbcr", "subsampling": (1, 1)}
+                ),
                 compression="jpeg",
-                compressionargs={"level": quality},
                 resolution=(px_per_cm, px_per_cm),
                 resolutionunit="CENTIMETER",
                 subfiletype=1 if level else 0,
@@ -169,6 +174,29 @@ def write_synthetic_slide(
             )
     tmp.replace(path)
     return path
+
+
+def _jpeg_encoder():
+    """None where imagecodecs encodes JPEG inside tifffile (RGB-coded, as Aperio writes);
+    else Pillow pre-encodes every tile (YCbCr 4:4:4), e.g. on a GPU machine without it."""
+    try:
+        import imagecodecs  # noqa: F401
+
+        return None
+    except ImportError:
+        import io
+
+        import tifffile
+
+        # tifffile looks a JPEG encoder up even for pre-encoded tiles; none is ever called
+        tifffile.TIFF.COMPRESSORS._codecs.setdefault(7, None)
+
+        def encode(tile: np.ndarray, quality: int) -> bytes:
+            buf = io.BytesIO()
+            Image.fromarray(tile).save(buf, "JPEG", quality=quality, subsampling=0)
+            return buf.getvalue()
+
+        return encode
 
 
 def main() -> None:

@@ -107,6 +107,7 @@ def test_one_process_nccl_torchrun(tmp_path: Path, cmu_slide: Path) -> None:
             "--set", f"manifest={manifest}", "--set", "architecture=test_resnet",
             "--set", "input_px=32", "--set", "batch_size=8", "--set", "steps=2",
             "--set", "num_workers=0", "--set", f"output={tmp_path / 'run'}",
+            "--set", "image_dirs=[]",  # the config's ../shared images are absent on a GPU host
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
