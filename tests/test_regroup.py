@@ -1,0 +1,23 @@
+"""The package regroup (issue 22) changed no output: `pathssl embed` on the committed CMU slide
+gives the same bytes in every array and the same JSON as before it (tests/output_digest.py
+says what is compared and what is left out: the code hash, versions and timings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from output_digest import slide_digest
+
+from pathssl.cli import main
+
+REFERENCE = Path(__file__).parent / "data" / "embed-reference.json"
+
+
+def test_outputs_byte_identical_to_before_the_regroup(tmp_path: Path, cmu_slide: Path) -> None:
+    assert main(["embed", str(cmu_slide), "--output", str(tmp_path)]) == 0
+    got = slide_digest(tmp_path / cmu_slide.stem)
+    want = json.loads(REFERENCE.read_text())
+    assert sorted(got) == sorted(want)
+    changed = [name for name in want if got[name] != want[name]]
+    assert changed == []
