@@ -44,14 +44,14 @@ from PIL import Image  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pathssl.embedding import DeviceSettings, prepare_module  # noqa: E402
+from pathssl.embed import EmbedOptions, embed_slide  # noqa: E402
 from pathssl.encoder.bundle import load_bundle, normalise  # noqa: E402
-from pathssl.loading import TileBlockDataset, iter_batches, make_loader, plan_blocks  # noqa: E402
-from pathssl.openvino_engine import resolve_engine  # noqa: E402
-from pathssl.pipeline import EmbedOptions, embed_slide  # noqa: E402
+from pathssl.encoder.inference import DeviceSettings, prepare_module  # noqa: E402
+from pathssl.encoder.openvino_engine import resolve_engine  # noqa: E402
 from pathssl.slide import open_slide, resolve_mpp  # noqa: E402
-from pathssl.tiling import TilingSpec, plan_tiles  # noqa: E402
-from pathssl.tissue import detect_tissue, render_thumbnail  # noqa: E402
+from pathssl.tiles.grid import TilingSpec, plan_tiles  # noqa: E402
+from pathssl.tiles.loading import TileBlockDataset, iter_batches, make_loader, plan_blocks  # noqa: E402
+from pathssl.tissue.detection import detect_tissue, render_thumbnail  # noqa: E402
 
 
 class TreeMemory:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pathssl.tissue import Thumbnail, detect_tissue
+from pathssl.tissue.detection import Thumbnail, detect_tissue
 
 
 def main() -> None:

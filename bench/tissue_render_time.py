@@ -13,7 +13,7 @@ import time
 
 from pathssl.slide import open_slide
 from pathssl.slide.resolution import resolve_mpp
-from pathssl.tissue import TISSUE_SOURCE_MPP, detect_tissue, render_thumbnail
+from pathssl.tissue.detection import TISSUE_SOURCE_MPP, detect_tissue, render_thumbnail
 
 
 def main() -> None:
@@ -21,7 +21,7 @@ def main() -> None:
     p.add_argument("slide", help="a slide file")
     p.add_argument("--repeats", type=int, default=2, help="runs of each way (default: 2)")
     args = p.parse_args()
-    import pathssl.tissue as tissue_module
+    import pathssl.tissue.detection as tissue_module
 
     fast = tissue_module._reduced_from_jpeg_tiles
     ways = {

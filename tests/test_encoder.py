@@ -318,7 +318,7 @@ def _real_tiles(cmu_slide: Path, config) -> torch.Tensor:
 def test_channels_last_inference_matches_nchw(cmu_slide: Path) -> None:
     """The embedding engine runs NHWC (channels last) on every device: the bundled model's
     features on real tiles equal NCHW's within 1e-5 (relative to their largest)."""
-    from pathssl.embedding import DeviceSettings, prepare_module
+    from pathssl.encoder.inference import DeviceSettings, prepare_module
 
     bundle = load_bundle(ROOT / "model")
     x = _real_tiles(cmu_slide, bundle.config)
@@ -336,8 +336,8 @@ def test_openvino_engine_matches_pytorch(cmu_slide: Path, tmp_path: Path, bundle
     largest, on real tiles, for the bundled CNN and for a ViT with class + mean pooling, for
     any batch size (the batch dimension is dynamic)."""
     pytest.importorskip("openvino", reason="pip install -r requirements.txt")
-    from pathssl.embedding import DeviceSettings, engine_description, prepare_module
     from pathssl.encoder.export import save_bundle
+    from pathssl.encoder.inference import DeviceSettings, engine_description, prepare_module
 
     if bundle_kind == "bundled-resnet18":
         bundle = load_bundle(ROOT / "model")
@@ -366,8 +366,8 @@ def test_openvino_engine_matches_pytorch(cmu_slide: Path, tmp_path: Path, bundle
 
 
 def test_engine_choice() -> None:
+    from pathssl.encoder.openvino_engine import openvino_version, resolve_engine
     from pathssl.errors import PathsslError
-    from pathssl.openvino_engine import openvino_version, resolve_engine
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert resolve_engine("auto", gpu) == "pytorch"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from conftest import run_process_py
 
+from pathssl.embed import EmbedOptions, embed_slides
 from pathssl.encoder.bundle import load_bundle
 from pathssl.errors import PathsslError
 from pathssl.outputs.lock import slide_lock
-from pathssl.pipeline import EmbedOptions, embed_slides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def test_disk_too_small_is_refused_before_work(
 def test_disk_filling_during_a_slide_is_one_line_and_leaves_nothing(
     tmp_path: Path, cmu_slide: Path, tiny_bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pathssl.pipeline as pipeline
+    import pathssl.embed.slide as pipeline
 
     # the space check passes (as when another process fills the disk after it)
     monkeypatch.setattr(pipeline, "check_free_space", lambda *a, **k: None)

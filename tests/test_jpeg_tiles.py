@@ -81,11 +81,11 @@ def test_compressed_tile_loader_gives_the_cpu_loaders_tiles(
     same tiles in the same order, the same pixels where OpenSlide reads pixels as they are."""
     import torch
 
-    from pathssl.compressed_tile_loader import CompressedTileReader
-    from pathssl.loading import TileBlockDataset, plan_blocks
     from pathssl.slide import open_slide, resolve_mpp
-    from pathssl.tiling import TilingSpec, plan_tiles
-    from pathssl.tissue import detect_tissue, render_thumbnail
+    from pathssl.tiles.compressed import CompressedTileReader
+    from pathssl.tiles.grid import TilingSpec, plan_tiles
+    from pathssl.tiles.loading import TileBlockDataset, plan_blocks
+    from pathssl.tissue.detection import detect_tissue, render_thumbnail
 
     with open_slide(path) as slide:
         mpp = resolve_mpp(slide, None).mpp
@@ -110,7 +110,7 @@ def test_compressed_tile_loader_gives_the_cpu_loaders_tiles(
 
 
 def _without_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pathssl.tissue as tissue
+    import pathssl.tissue.detection as tissue
 
     monkeypatch.setattr(tissue, "_reduced_from_jpeg_tiles", lambda *args: None)
 
@@ -119,7 +119,7 @@ def test_dct_scaled_thumbnail_matches_the_full_decode(monkeypatch: pytest.Monkey
     """A flat slide's thumbnail from tiles decoded at 1/8 scale equals, to rounding, the box
     reduction of the fully decoded level, and finds the same tissue."""
     from pathssl.slide import open_slide, resolve_mpp
-    from pathssl.tissue import detect_tissue, render_thumbnail
+    from pathssl.tissue.detection import detect_tissue, render_thumbnail
 
     with open_slide(ROOT / "tests/data/CMU-1-Small-Region.svs") as slide:  # one level
         mpp = resolve_mpp(slide, None).mpp
@@ -139,7 +139,7 @@ def test_sparse_flat_tiff_decodes_only_its_tiles(tmp_path: Path) -> None:
     import tifffile
 
     from pathssl.slide import open_slide, resolve_mpp
-    from pathssl.tissue import render_thumbnail
+    from pathssl.tissue.detection import render_thumbnail
 
     side, tile = 8192, 512
     path = tmp_path / "sparse.tif"

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pathssl import loading
-from pathssl.loading import (
+from pathssl.slide import open_slide, resolve_mpp
+from pathssl.tiles import loading
+from pathssl.tiles.grid import TilingSpec, plan_tiles
+from pathssl.tiles.loading import (
     TileBlockDataset,
     iter_batches,
     make_loader,
@@ -18,9 +20,7 @@ from pathssl.loading import (
     reduction_factor,
     resize_tile,
 )
-from pathssl.slide import open_slide, resolve_mpp
-from pathssl.tiling import TilingSpec, plan_tiles
-from pathssl.tissue import detect_tissue, render_thumbnail
+from pathssl.tissue.detection import detect_tissue, render_thumbnail
 
 
 def _grid(slide_path: Path, target_mpp: float, tile_px: int, max_tiles: int | None = None):

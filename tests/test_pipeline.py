@@ -14,8 +14,8 @@ import SimpleITK as sitk
 from conftest import shared_slide
 from PIL import Image
 
+from pathssl.embed import EmbedOptions, OutputLayout, embed_slide, embed_slides
 from pathssl.errors import PathsslError, SlideReadError
-from pathssl.pipeline import EmbedOptions, OutputLayout, embed_slide, embed_slides
 from pathssl.slide import open_slide
 
 OPTS = EmbedOptions(num_workers=0, batch_size=16)

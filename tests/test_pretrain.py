@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from pathssl.augment import ViewSpec, hed_jitter
 from pathssl.pretrain.config import PretrainConfig
 from pathssl.pretrain.data import (
     PretrainDataset,
@@ -25,6 +24,7 @@ from pathssl.pretrain.data import (
 )
 from pathssl.pretrain.methods import METHODS
 from pathssl.pretrain.trainer import build_method, load_checkpoint, pretrain
+from pathssl.tiles.augment import ViewSpec, hed_jitter
 
 ROOT = Path(__file__).resolve().parents[1]
 

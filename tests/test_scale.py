@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pathssl.pipeline import EmbedOptions, Shard, embed_slides
+from pathssl.embed import EmbedOptions, Shard, embed_slides
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -56,7 +56,7 @@ def test_shards_are_disjoint_and_cover_the_list(
 def test_synthetic_pyramidal_tiff_end_to_end(tmp_path: Path, tiny_bundle) -> None:
     from synthetic_slide import ellipses, tissue_mask, write_synthetic_slide
 
-    from pathssl.pipeline import embed_slide
+    from pathssl.embed import embed_slide
 
     path = write_synthetic_slide(tmp_path / "syn.tif", 6000, 4000, mpp=0.25, seed=1)
     run = embed_slide(path, tmp_path / "out", tiny_bundle, EmbedOptions(num_workers=1))

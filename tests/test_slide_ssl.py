@@ -117,8 +117,8 @@ def test_training_resume_export_and_embed(
     shutil.copytree(tiny_bundle_dir, bundle)
     record = export_slide_encoder(whole / "checkpoints/last.pt", bundle)
     assert record["steps"] == 6 and len(record["weights_sha256"]) == 64
+    from pathssl.embed import EmbedOptions, embed_slide
     from pathssl.encoder.bundle import load_bundle
-    from pathssl.pipeline import EmbedOptions, embed_slide
 
     runs = [
         embed_slide(

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from pathssl.embed import EmbedOptions, embed_slide, embed_slides
 from pathssl.errors import PathsslError
-from pathssl.pipeline import EmbedOptions, embed_slide, embed_slides
 from pathssl.slide.opening import open_slide
-from pathssl.tile_qc import BLUR_MAX_FOCUS, TileQC
+from pathssl.tissue.tile_qc import BLUR_MAX_FOCUS, TileQC
 
 MPP = 0.499
 

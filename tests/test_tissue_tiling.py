@@ -11,8 +11,8 @@ from conftest import shared_slide
 
 from pathssl.errors import TissueError
 from pathssl.slide import open_slide, resolve_mpp
-from pathssl.tiling import TilingSpec, choose_level, plan_tiles
-from pathssl.tissue import (
+from pathssl.tiles.grid import TilingSpec, choose_level, plan_tiles
+from pathssl.tissue.detection import (
     TissueMask,
     detect_tissue,
     is_fluorescence,
@@ -59,7 +59,7 @@ def test_fluorescence_detected_automatically() -> None:
 
 
 def test_specks_removed_and_small_holes_filled() -> None:
-    from pathssl.tissue import Thumbnail
+    from pathssl.tissue.detection import Thumbnail
 
     rgb = np.full((200, 200, 3), 235, np.uint8)
     rgb[40:160, 40:160] = (150, 60, 140)  # a tissue piece (~0.9 mm2 at 8 um/px)
@@ -73,7 +73,7 @@ def test_specks_removed_and_small_holes_filled() -> None:
 
 def test_blank_slide_has_no_tiles() -> None:
     from pathssl.slide.reader import SlideLevel
-    from pathssl.tissue import Thumbnail
+    from pathssl.tissue.detection import Thumbnail
 
     tissue = detect_tissue(Thumbnail(np.full((100, 100, 3), 240, np.uint8), 16.0, 8.0))
     assert not tissue.mask.any()

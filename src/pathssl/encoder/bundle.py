@@ -230,7 +230,7 @@ def normalise(batch_uint8: torch.Tensor, config: EncoderConfig) -> torch.Tensor:
 
 def make_preprocess(config: EncoderConfig) -> Callable[[Image.Image], torch.Tensor]:
     """PIL RGB image of any size -> normalised (3, H, W) float tensor, as in `pathssl embed`."""
-    from pathssl.loading import resize_tile
+    from pathssl.tiles.loading import resize_tile
 
     def preprocess(image: Image.Image) -> torch.Tensor:
         rgb = np.asarray(image.convert("RGB"))

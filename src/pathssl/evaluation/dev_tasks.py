@@ -34,8 +34,8 @@ from PIL import Image
 from pathssl.errors import PathsslError
 from pathssl.slide.opening import open_slide
 from pathssl.slide.resolution import resolve_mpp
-from pathssl.tiling import TilingSpec, plan_tiles
-from pathssl.tissue import detect_tissue, render_thumbnail
+from pathssl.tiles.grid import TilingSpec, plan_tiles
+from pathssl.tissue.detection import detect_tissue, render_thumbnail
 
 TILE_PX = 224
 TILE_MPP = 0.5
@@ -58,7 +58,7 @@ def slide_tiles(path: Path, mpp: float | None, max_tiles: int = 120) -> list[np.
             tissue,
             TilingSpec(TILE_MPP, TILE_PX, min_tissue_fraction=0.5, max_tiles=max_tiles),
         )
-        from pathssl.loading import resize_tile
+        from pathssl.tiles.loading import resize_tile
 
         return [
             resize_tile(

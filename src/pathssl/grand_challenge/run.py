@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from pathssl.cli import add_embedding_arguments, embedding_options
+from pathssl.embed.arguments import add_embedding_arguments, embedding_options
 from pathssl.errors import PathsslError
 from pathssl.grand_challenge.sockets import SocketConfig, read_inputs_json
 
@@ -93,11 +93,11 @@ def say(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from pathssl.embedding import DeviceSettings
+    from pathssl.embed import embed_slide, embed_slides
     from pathssl.encoder.bundle import load_bundle
+    from pathssl.encoder.inference import DeviceSettings
     from pathssl.grand_challenge.gpu_check import check_gpu_usable
     from pathssl.outputs.disk import check_writable, is_output_error, output_error
-    from pathssl.pipeline import embed_slide, embed_slides
 
     t0 = time.perf_counter()
     sockets = SocketConfig.from_file(args.sockets)

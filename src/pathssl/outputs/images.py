@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import SimpleITK as sitk
 
-from pathssl.tiling import TileGrid
+from pathssl.tiles.grid import TileGrid
 
 
 def write_feature_map(

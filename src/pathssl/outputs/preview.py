@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from pathssl.tiling import TileGrid
-from pathssl.tissue import Thumbnail, TissueMask
+from pathssl.tiles.grid import TileGrid
+from pathssl.tissue.detection import Thumbnail, TissueMask
 
 PREVIEW_LONG_SIDE_PX = 1000
 MAX_PCA_FIT_TILES = 10_000

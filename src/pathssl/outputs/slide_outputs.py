@@ -24,9 +24,9 @@ from pathssl.outputs.unicorn import (
 )
 
 if TYPE_CHECKING:
-    from pathssl.tile_qc import TileQC
-    from pathssl.tiling import TileGrid
-    from pathssl.tissue import Thumbnail, TissueMask
+    from pathssl.tiles.grid import TileGrid
+    from pathssl.tissue.detection import Thumbnail, TissueMask
+    from pathssl.tissue.tile_qc import TileQC
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from pathssl.augment import ViewSpec, make_view
 from pathssl.pretrain.sources import TileSource
+from pathssl.tiles.augment import ViewSpec, make_view
 
 __all__ = [
     "PretrainDataset",

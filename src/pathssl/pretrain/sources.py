@@ -34,12 +34,12 @@ import torch
 from PIL import Image
 
 from pathssl.errors import PathsslError
-from pathssl.loading import resize_tile
 from pathssl.slide.opening import find_slides, open_slide
 from pathssl.slide.reader import Slide
 from pathssl.slide.resolution import resolve_mpp
-from pathssl.tiling import TileGrid, TilingSpec, plan_tiles
-from pathssl.tissue import detect_tissue, render_thumbnail
+from pathssl.tiles.grid import TileGrid, TilingSpec, plan_tiles
+from pathssl.tiles.loading import resize_tile
+from pathssl.tissue.detection import detect_tissue, render_thumbnail
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 # Plain images (PNG, JPEG, stripped TIFF) up to this size are cropped whole, not tiled.

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pathssl.embedding import batch_augmentation
 from pathssl.encoder.bundle import EncoderBundle, normalise
+from pathssl.encoder.inference import batch_augmentation
 from pathssl.outputs.features_h5 import create_features_file
 
 TASKS = ("segregated", "clustered", "composition")
@@ -32,7 +32,7 @@ STRIDE_L0 = 224
 @torch.inference_mode()
 def embed_pool(bundle: EncoderBundle, tiles: list[np.ndarray], copies: int) -> np.ndarray:
     """(1 + copies, P, C): plain features, then augmented copies."""
-    from pathssl.loading import resize_tile
+    from pathssl.tiles.loading import resize_tile
 
     size = bundle.config.input_size_px
     batch = torch.from_numpy(np.stack([resize_tile(t, size).transpose(2, 0, 1) for t in tiles]))
@@ -49,24 +49,24 @@ def embed_pool(bundle: EncoderBundle, tiles: list[np.ndarray], copies: int) -> n
     return np.stack(out)
 
 
-def default_pools(shared: Path | None, cmu_slide: Path) -> tuple[list, list]:
+def default_pools(shared: Path | None, he_slide: Path) -> tuple[list, list]:
     from pathssl.evaluation.dev_tasks import SLIDES, slide_tiles
 
     if shared is not None and (shared / SLIDES["he-tcga-jp2k"][0]).exists():
         rel, mpp, _ = SLIDES["he-tcga-jp2k"]
-        return slide_tiles(cmu_slide, None, 200), slide_tiles(shared / rel, mpp, 200)
+        return slide_tiles(he_slide, None, 200), slide_tiles(shared / rel, mpp, 200)
     from pathssl.slide.opening import open_slide
     from pathssl.slide.resolution import resolve_mpp
-    from pathssl.tiling import TilingSpec, plan_tiles
-    from pathssl.tissue import detect_tissue, render_thumbnail
+    from pathssl.tiles.grid import TilingSpec, plan_tiles
+    from pathssl.tissue.detection import detect_tissue, render_thumbnail
 
-    with open_slide(cmu_slide) as slide:  # the same slide at a 4x wider field of view
+    with open_slide(he_slide) as slide:  # the same slide at a 4x wider field of view
         res = resolve_mpp(slide)
         tissue = detect_tissue(render_thumbnail(slide, res.mpp))
         grid = plan_tiles(
             slide.levels, res.mpp, tissue, TilingSpec(2.0, 224, min_tissue_fraction=0.5)
         )
-        from pathssl.loading import resize_tile
+        from pathssl.tiles.loading import resize_tile
 
         wide = [
             resize_tile(
@@ -74,7 +74,7 @@ def default_pools(shared: Path | None, cmu_slide: Path) -> tuple[list, list]:
             )
             for x, y in grid.coords_l0
         ]
-    return slide_tiles(cmu_slide, None, 200), wide
+    return slide_tiles(he_slide, None, 200), wide
 
 
 def blob(rng: np.random.Generator, side: int = 22) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pathssl.aggregation import MeanPooling
+from pathssl.embed.aggregation import MeanPooling
 from pathssl.errors import PathsslError
 from pathssl.slide_ssl.data import EmbeddedSlide, find_embedded, read_labels
 

@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from pathssl.augment import ViewSpec
+from pathssl.tiles.augment import ViewSpec
 
 
 class SSLMethod(nn.Module):

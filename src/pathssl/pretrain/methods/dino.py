@@ -9,9 +9,9 @@ from lightly.models.modules.heads import DINOProjectionHead
 from lightly.models.utils import update_momentum
 from torch import nn
 
-from pathssl.augment import ViewSpec
 from pathssl.pretrain.methods import register
 from pathssl.pretrain.methods.base import SSLMethod, momentum_copy
+from pathssl.tiles.augment import ViewSpec
 
 
 @register("dino")

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from pathssl.loading import TileBlock, reduction_factor
 from pathssl.slide.jpeg_tiles import JpegTileLevel, read_region
-from pathssl.tiling import TileGrid
+from pathssl.tiles.grid import TileGrid
+from pathssl.tiles.loading import TileBlock, reduction_factor
 
 
 class CompressedTileReader:

@@ -12,7 +12,7 @@ import numpy as np
 
 from pathssl.errors import TissueError
 from pathssl.slide.reader import SlideLevel
-from pathssl.tissue import TissueMask
+from pathssl.tissue.detection import TissueMask
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import numpy as np
 from scipy import ndimage
 
 from pathssl.errors import SlideReadError, TissueError
-from pathssl.ink import ink_mask
 from pathssl.slide.reader import Slide, SlideLevel
+from pathssl.tissue.ink import ink_mask
 
 TISSUE_MPP = 8.0  # microns per pixel of the rendering the mask is computed on
 CHUNK_SIDE_PX = 4096  # level pixels per side of one region read when rendering

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pathssl.ink import ink_mask
+from pathssl.tissue.ink import ink_mask
 
 INK_MAX_FRACTION = 0.2
 BLUR_MAX_FOCUS = 1e-3

@@ -14,7 +14,7 @@ import torch
 
 from pathssl.encoder.bundle import EncoderBundle, normalise
 from pathssl.errors import PathsslError
-from pathssl.loading import iter_batches
+from pathssl.tiles.loading import iter_batches
 
 log = logging.getLogger("pathssl")
 
@@ -67,7 +67,7 @@ def _prepare(
     # 224 px) the tiles/s of NCHW, features equal within 3e-7; ViTs neither gain nor lose
     module = bundle.module.to(settings.device).eval().to(memory_format=torch.channels_last)
     if engine == "openvino":
-        from pathssl.openvino_engine import OpenVinoEncoder
+        from pathssl.encoder.openvino_engine import OpenVinoEncoder
 
         # OpenVINO's ReLU turns NaN into 0: broken weights would give finite nonsense there
         if not all(torch.isfinite(p).all() for p in module.parameters()):
@@ -151,7 +151,7 @@ def batch_augmentation(
 ) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """One random augmentation per batch, shared by all its tiles (as Giga-SSL precomputes
     its augmented copies), seeded by (seed, copy, batch number): reproducible."""
-    from pathssl.augment import ViewSpec, make_view
+    from pathssl.tiles.augment import ViewSpec, make_view
 
     spec = ViewSpec(size_px=input_px, scale=(0.7, 1.0))
 

@@ -24,7 +24,7 @@ from PIL import Image
 from pathssl.errors import PathsslError
 from pathssl.slide.opening import open_slide
 from pathssl.slide.reader import Slide
-from pathssl.tiling import TileGrid
+from pathssl.tiles.grid import TileGrid
 
 
 @dataclass(frozen=True)
