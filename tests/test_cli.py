@@ -21,7 +21,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_embed_with_bundled_model(cmu_slide: Path, tmp_path: Path) -> None:
     proc = run_cli("embed", str(cmu_slide), "--output", str(tmp_path), "--max-tiles", "6")
     assert proc.returncode == 0, proc.stderr
-    assert "1 embedded, 0 skipped (complete), 0 failed" in proc.stdout
+    assert "1 embedded, 0 reused (same slide, options and model), 0 failed" in proc.stdout
     run = json.loads((tmp_path / "CMU-1-Small-Region" / "run.json").read_text())
     config = json.loads((ROOT / "model" / "config.json").read_text())
     assert run["model"]["weights_sha256"] == config["weights_sha256"]
@@ -29,7 +29,7 @@ def test_embed_with_bundled_model(cmu_slide: Path, tmp_path: Path) -> None:
     if not config["trained"]:
         assert "UNTRAINED" in proc.stderr
     again = run_cli("embed", str(cmu_slide), "--output", str(tmp_path), "--max-tiles", "6")
-    assert "0 embedded, 1 skipped (complete)" in again.stdout
+    assert "0 embedded, 1 reused" in again.stdout
 
 
 @pytest.mark.parametrize(

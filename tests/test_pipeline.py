@@ -225,10 +225,12 @@ def test_batch_resume_and_failure_isolation(cmu_slide: Path, tiny_bundle, tmp_pa
     assert [s["status"] for s in summary["slides"]] == ["failed", "complete"]
     index = (out / "index.html").read_text()  # the run's page: each slide, its preview
     assert '<img src="good/preview.png"' in index and "bad.svs" in index
-    assert "1 embedded, 0 skipped, 1 failed" in " ".join(index.split())
+    assert "1 embedded, 0 reused (same slide, options and model), 0 skipped" in " ".join(
+        index.split()
+    )
     mtime = (out / "good" / "run.json").stat().st_mtime_ns
     again = embed_slides([inputs], out, tiny_bundle, OPTS)
-    assert [r.status for r in again] == ["failed", "skipped"]
+    assert [r.status for r in again] == ["failed", "reused"]
     assert (out / "good" / "run.json").stat().st_mtime_ns == mtime
     (out / "good" / "preview.png").unlink()  # incomplete outputs are redone
     assert [r.status for r in embed_slides([inputs], out, tiny_bundle, OPTS)][1] == "complete"

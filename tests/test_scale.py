@@ -9,32 +9,39 @@ from pathlib import Path
 
 import pytest
 
-from pathssl.embed import EmbedOptions, Shard, embed_slides
+from pathssl.embed import EmbedOptions, embed_slides
+from pathssl.embed.run import RunSettings
+from pathssl.embed.shard import Shard, resolve_shard
+from pathssl.errors import PathsslError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def test_shard_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID"):
-        monkeypatch.delenv(key, raising=False)
-    assert Shard.from_env() == Shard(0, 1, 0)
-    monkeypatch.setenv("SLURM_NTASKS", "4")
-    monkeypatch.setenv("SLURM_PROCID", "3")
-    assert Shard.from_env().rank == 3 and Shard.from_env().world == 4
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    assert Shard.from_env() == Shard(1, 2, 0)
-    monkeypatch.setenv("RANK", "2")
-    with pytest.raises(Exception, match="outside"):
-        Shard.from_env()
+def test_shard_only_on_purpose() -> None:
+    """Sharding is asked for (--shard I/N, --shard env) or comes from a torchrun/srun launch
+    of several tasks; variables of a job script alone never shard, and say so."""
+    assert resolve_shard(None, {}) == (Shard(), None)
+    shard, note = resolve_shard(None, {"SLURM_NTASKS": "4", "SLURM_PROCID": "3"})
+    assert shard.world == 1 and "SLURM_NTASKS=4" in note and "--shard env" in note
+    shard, note = resolve_shard(None, {"WORLD_SIZE": "2", "RANK": "1"})
+    assert shard.world == 1 and "WORLD_SIZE=2" in note
+    torchrun = {"TORCHELASTIC_RUN_ID": "x", "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}
+    assert resolve_shard(None, torchrun) == (Shard(1, 2, 1, "torchrun"), None)
+    srun = {"SLURM_STEP_NUM_TASKS": "4", "SLURM_NTASKS": "4", "SLURM_PROCID": "3"}
+    assert resolve_shard(None, srun)[0] == Shard(3, 4, 0, "srun")
+    env = {"SLURM_NTASKS": "4", "SLURM_PROCID": "3"}
+    assert resolve_shard("env", env)[0] == Shard(3, 4, 0, "environment (--shard env)")
+    assert resolve_shard("1/3", env)[0] == Shard(1, 3, 0, "--shard")
+    for bad, env in (("3/2", {}), ("x", {}), ("env", {"SLURM_NTASKS": ""})):
+        with pytest.raises(PathsslError, match=r"--shard|SLURM_NTASKS") as err:
+            resolve_shard(bad, env)
+        assert "\n" not in str(err.value)
+    assert resolve_shard(None, {"SLURM_NTASKS": ""}) == (Shard(), None)  # not asked: ignored
 
 
 def test_shards_are_disjoint_and_cover_the_list(
-    tmp_path: Path,
-    cmu_slide: Path,
-    tiny_bundle,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, cmu_slide: Path, tiny_bundle
 ) -> None:
     slides = tmp_path / "slides"
     slides.mkdir()
@@ -43,12 +50,15 @@ def test_shards_are_disjoint_and_cover_the_list(
     out = tmp_path / "out"
     done = {}
     for rank in (0, 1):
-        monkeypatch.setenv("WORLD_SIZE", "2")
-        monkeypatch.setenv("RANK", str(rank))
-        reports = embed_slides([slides], out, tiny_bundle, EmbedOptions(num_workers=0, max_tiles=3))
+        run = RunSettings(shard=Shard(rank, 2, 0, "--shard"))
+        options = EmbedOptions(num_workers=0, max_tiles=3)
+        reports = embed_slides([slides], out, tiny_bundle, options, run=run)
         done[rank] = {Path(r.slide).name for r in reports if r.status == "complete"}
         summary = json.loads((out / f"summary-rank{rank}.json").read_text())
         assert len(summary["slides"]) == len(reports)
+        assert summary["shard"]["world"] == 2 and summary["shard"]["rank"] == rank
+        assert summary["shard"]["slides_owned"] == (["a", "c"] if rank == 0 else ["b"])
+        assert sorted(summary["inputs"]) == ["a", "b", "c"]
     assert done[0] == {"a.svs", "c.svs"} and done[1] == {"b.svs"}
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["a", "b", "c"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from pathssl.embed.arguments import add_embedding_arguments, embedding_options
-from pathssl.errors import PathsslError
 
 log = logging.getLogger("pathssl")
 
@@ -22,7 +22,10 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         "--tissue-mask",
         type=Path,
         default=None,
-        help="tissue mask image covering the slide (non-zero = tissue)",
+        help="tissue mask image covering the slide (non-zero = tissue); or a folder of masks, "
+        "matched to slides by name: the mask of x.svs is x.png/.tif/.mha/... or x_mask.*, "
+        "looked for at the slide's relative folder first (a slide without one is said in one "
+        "line and its tissue detected)",
     )
     p.add_argument(
         "--min-tissue",
@@ -57,7 +60,33 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="also store K augmented copies of every tile's features (slide SSL)",
     )
-    p.add_argument("--no-resume", action="store_true", help="recompute complete slides")
+    p.add_argument(
+        "--allow-upscale",
+        action="store_true",
+        help="embed slides scanned more than 2x coarser than the model's resolution (their "
+        "tiles are upscaled); refused by default",
+    )
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="recompute every slide; by default outputs made by the same slide file, "
+        "options, model, device numerics and pathssl code are reused, all others redone",
+    )
+    p.add_argument(
+        "--on-mismatch",
+        choices=["redo", "refuse"],
+        default="redo",
+        help="existing outputs made differently (another model, options, slide file or code): "
+        "redo them (default), or refuse: the slide fails with one line saying what differs",
+    )
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N|env",
+        help="embed only slides I, I+N, ... of the sorted list (0 <= I < N); `env` takes I and "
+        "N from torchrun's or Slurm's variables. Without it, a run launched by torchrun or "
+        "srun as several tasks shards itself; otherwise every slide is embedded",
+    )
     p.set_defaults(func=_run_embed)
 
 
@@ -65,14 +94,12 @@ def _run_embed(args: argparse.Namespace) -> int:
     from pathssl.runtime import configure_openmp
 
     configure_openmp()  # before PyTorch loads
-    from pathssl.embed import embed_slides
+    from pathssl.embed.options import EmbedOptions
+    from pathssl.embed.run import RunSettings, embed_slides
+    from pathssl.embed.shard import resolve_shard
     from pathssl.encoder.bundle import load_bundle
 
-    if args.tissue_mask is not None and len(args.paths) != 1:
-        raise PathsslError("--tissue-mask goes with exactly one slide")
-    bundle = load_bundle(args.model)
-    _log_model(bundle)
-    options = embedding_options(
+    options: EmbedOptions = embedding_options(  # checks every value before any work
         args,
         tissue_mask=args.tissue_mask,
         min_tissue_fraction=args.min_tissue,
@@ -82,16 +109,29 @@ def _run_embed(args: argparse.Namespace) -> int:
         device=args.device,
         compile=args.compile,
         augmentations=args.augmentations,
+        allow_upscale=args.allow_upscale,
     )
-    reports = embed_slides(args.paths, args.output, bundle, options, resume=not args.no_resume)
+    shard, note = resolve_shard(args.shard, os.environ)  # the environment is read here only
+    if note:
+        log.warning(note)
+    run = RunSettings(resume=not args.no_resume, mismatch=args.on_mismatch, shard=shard)
+    bundle = load_bundle(args.model)
+    _log_model(bundle)
+    reports = embed_slides(args.paths, args.output, bundle, options, run=run)
+    _print_outcome(reports, args.output / shard.summary_name)
+    return 1 if any(r.status == "failed" for r in reports) else 0
+
+
+def _print_outcome(reports: list, summary: Path) -> None:
+    count = {s: sum(r.status == s for r in reports) for s in ("complete", "reused", "skipped")}
     failed = [r for r in reports if r.status == "failed"]
-    done = sum(r.status == "complete" for r in reports)
-    locked = sum(r.status == "skipped" and r.error is not None for r in reports)
-    skipped = sum(r.status == "skipped" for r in reports) - locked
+    redone = sum(r.status == "complete" and (r.note or "").startswith("redone") for r in reports)
     print(
-        f"{done} embedded, {skipped} skipped (complete), "
-        + (f"{locked} skipped (held by another process), " if locked else "")
-        + f"{len(failed)} failed; summary in {args.output / 'summary.json'}"
+        f"{count['complete']} embedded"
+        + (f" ({redone} redone: their outputs were made differently)" if redone else "")
+        + f", {count['reused']} reused (same slide, options and model), "
+        + (f"{count['skipped']} skipped (held by another process), " if count["skipped"] else "")
+        + f"{len(failed)} failed; summary in {summary}"
     )
     flagged = sum(r.qc_flagged for r in reports)
     if flagged:
@@ -99,7 +139,6 @@ def _run_embed(args: argparse.Namespace) -> int:
         print(f"tile QC: {flagged} tiles flagged (ink or blur), {dropped} dropped; see run.json")
     for r in failed:
         print(f"FAILED {r.error}", file=sys.stderr)
-    return 1 if failed else 0
 
 
 def _log_model(bundle) -> None:

@@ -7,16 +7,18 @@ import contextlib
 import logging
 import platform
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 import pathssl
 from pathssl.embed.aggregation import SlideAggregator, default_aggregator
 from pathssl.embed.options import EmbedOptions
-from pathssl.embed.plan import plan_slide
+from pathssl.embed.plan import SlidePlan, plan_slide
 from pathssl.embed.records import drop_flagged, h5_attrs, judges_ink, tiling_record, tissue_record
 from pathssl.encoder.bundle import EncoderBundle
 from pathssl.encoder.inference import (
@@ -49,29 +51,80 @@ from pathssl.tissue.tile_qc import TileQC
 log = logging.getLogger("pathssl")
 
 
+@dataclass(frozen=True)
+class EmbeddedTiles:
+    """What the encoder stage gives: features of every tile (and of K augmented copies), the
+    tile QC measured on the way, and what computed and read them."""
+
+    features: np.ndarray
+    augmented: list[np.ndarray]
+    qc: TileQC
+    engine: str
+    loader: str
+
+
 def embed_slide(
     slide_path: str | Path,
     output_dir: str | Path,
     bundle: EncoderBundle,
     options: EmbedOptions | None = None,
+    *,
     aggregator: SlideAggregator | None = None,
     title: str | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Embed one slide; write its outputs under output_dir all at once (or none on error).
-    Returns the run record."""
+    `identity` (embed.identity.run_identity) is stored in run.json for resume. Returns the
+    run record."""
     slide_path, output_dir = Path(slide_path), Path(output_dir)
     options = options or EmbedOptions()
     title = title or slide_path.name
     aggregator = aggregator or default_aggregator(bundle.path)
-    settings = DeviceSettings.auto(options.device)
-    layout = options.layout
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-
     plan = plan_slide(slide_path, bundle, options)
-    resolution, tissue, spec, grid = plan.resolution, plan.tissue, plan.spec, plan.grid
-    slide_info, cfg = plan.slide_info, bundle.config
     timings["tissue_and_tiling_s"] = time.perf_counter() - t0
+    _log_plan(title, plan)
+    check_free_space(output_dir, _estimated_bytes(plan, bundle, options), str(slide_path))
+    with staged_outputs(output_dir) as stage:
+        t1 = time.perf_counter()
+        tiles = embed_tiles(stage, slide_path, plan, bundle, options)
+        timings["embedding_s"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        grid, tiles, qc_summary = _apply_tile_qc(slide_path, plan.grid, tiles, options)
+        embedding = aggregator(tiles.features, grid.grid_rc)
+        if not np.isfinite(embedding).all():
+            raise PathsslError(f"{slide_path}: slide embedding is not finite")
+        write_slide_outputs(
+            stage, options.layout, _slide_outputs(title, plan, grid, tiles, embedding, bundle)
+        )
+        timings["outputs_s"] = time.perf_counter() - t2
+        timings["total_s"] = time.perf_counter() - t0
+        record = {
+            "status": "complete",
+            "title": title,
+            "slide": plan.slide_info,
+            **_provenance(plan, bundle),
+            "tissue": tissue_record(plan.tissue),
+            "tiling": tiling_record(plan.spec, grid, len(plan.grid), options.augmentations),
+            "tile_qc": qc_summary,
+            "slide_embedding": {
+                "aggregator": aggregator.name,
+                "weights_sha256": getattr(aggregator, "sha256", None),
+                "dim": int(embedding.shape[0]),
+            },
+            **_how_it_ran(options, tiles),
+            "timings": {k: round(v, 3) for k, v in timings.items()},
+            "outputs": options.layout.files(),
+        }
+        if identity is not None:
+            record["run_identity"] = identity
+        write_run_record(stage, options.layout, record)
+    return record
+
+
+def _log_plan(title: str, plan: SlidePlan) -> None:
+    grid = plan.grid
     log.info(
         "%s: %d tiles of %d px at %.3f um/px (level %d, read %d px), tissue %s",
         title,
@@ -80,10 +133,19 @@ def embed_slide(
         grid.patch_mpp,
         grid.level,
         grid.read_size_px,
-        tissue.source,
+        plan.tissue.source,
     )
 
-    provenance = {
+
+def _estimated_bytes(plan: SlidePlan, bundle: EncoderBundle, options: EmbedOptions) -> int:
+    cells = int(np.prod(plan.grid.grid_shape))
+    dim = bundle.config.embedding_dim
+    return estimate_output_bytes(len(plan.grid), dim, options.augmentations, cells)
+
+
+def _provenance(plan: SlidePlan, bundle: EncoderBundle) -> dict[str, Any]:
+    cfg = bundle.config
+    return {
         "pathssl_version": pathssl.__version__,
         "code_sha256": code_sha256(),
         "model": {
@@ -92,116 +154,87 @@ def embed_slide(
             "weights_sha256": bundle.weights_sha256,
             "trained": cfg.trained,
         },
-        "resolution": {"mpp": resolution.mpp, "source": resolution.source},
+        "resolution": {"mpp": plan.resolution.mpp, "source": plan.resolution.source},
     }
-    check_free_space(
-        output_dir,
-        estimate_output_bytes(
-            len(grid), cfg.embedding_dim, options.augmentations, int(np.prod(grid.grid_shape))
-        ),
-        str(slide_path),
+
+
+def _how_it_ran(options: EmbedOptions, tiles: EmbeddedTiles) -> dict[str, Any]:
+    return {
+        "device": DeviceSettings.auto(options.device).describe(),
+        "engine": tiles.engine,
+        "tile_loader": tiles.loader,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _apply_tile_qc(
+    slide_path: Path, grid: TileGrid, tiles: EmbeddedTiles, options: EmbedOptions
+) -> tuple[TileGrid, EmbeddedTiles, dict[str, Any]]:
+    """The QC summary; with --drop-flagged, the grid and features without flagged tiles."""
+    summary = tiles.qc.summary()
+    if not options.drop_flagged:
+        return grid, tiles, summary
+    summary["dropped"] = summary["flagged"]
+    grid, feats, augmented, qc = drop_flagged(
+        slide_path, grid, tiles.features, tiles.augmented, tiles.qc
     )
-    with staged_outputs(output_dir) as stage:
-        t1 = time.perf_counter()
-        planned = len(grid)
-        feats, augmented, qc, engine, loader_used = _embed_tiles(
-            stage,
-            slide_path,
-            grid,
-            (plan.downsample, plan.level_sizes),
-            bundle,
-            options,
-            judges_ink(tissue, options),
-        )
-        timings["embedding_s"] = time.perf_counter() - t1
-        qc_summary = qc.summary()
-        if options.drop_flagged:
-            qc_summary["dropped"] = qc_summary["flagged"]
-            grid, feats, augmented, qc = drop_flagged(slide_path, grid, feats, augmented, qc)
-
-        t2 = time.perf_counter()
-        embedding = aggregator(feats, grid.grid_rc)
-        if not np.isfinite(embedding).all():
-            raise PathsslError(f"{slide_path}: slide embedding is not finite")
-        write_slide_outputs(
-            stage,
-            layout,
-            SlideOutputs(
-                title=title,
-                grid=grid,
-                features=feats,
-                augmented=augmented,
-                embedding=embedding,
-                qc=qc,
-                preview_image=plan.preview_image,
-                tissue=tissue,
-                level0_mpp=resolution.mpp,
-                level0_size_px=tuple(slide_info["dimensions_px"]),
-                h5_attrs=h5_attrs(resolution, grid, slide_info, bundle),
-                image_metadata={
-                    "pathssl_version": pathssl.__version__,
-                    "model_sha256": bundle.weights_sha256,
-                    "code_sha256": code_sha256(),
-                },
-                model_label=f"{cfg.name} (sha256 {bundle.weights_sha256[:12]})",
-            ),
-        )
-        timings["outputs_s"] = time.perf_counter() - t2
-        timings["total_s"] = time.perf_counter() - t0
-        record = {
-            "status": "complete",
-            "title": title,
-            "slide": slide_info,
-            **provenance,
-            "tissue": tissue_record(tissue),
-            "tiling": tiling_record(spec, grid, planned, options.augmentations),
-            "tile_qc": qc_summary,
-            "slide_embedding": {
-                "aggregator": aggregator.name,
-                "weights_sha256": getattr(aggregator, "sha256", None),
-                "dim": int(embedding.shape[0]),
-            },
-            "device": settings.describe(),
-            "engine": engine,
-            "tile_loader": loader_used,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "timings": {k: round(v, 3) for k, v in timings.items()},
-            "outputs": layout.files(),
-        }
-        write_run_record(stage, layout, record)
-    return record
+    return grid, replace(tiles, features=feats, augmented=augmented, qc=qc), summary
 
 
-def _embed_tiles(
+def _slide_outputs(
+    title: str,
+    plan: SlidePlan,
+    grid: TileGrid,
+    tiles: EmbeddedTiles,
+    embedding: np.ndarray,
+    bundle: EncoderBundle,
+) -> SlideOutputs:
+    cfg = bundle.config
+    return SlideOutputs(
+        title=title,
+        grid=grid,
+        features=tiles.features,
+        augmented=tiles.augmented,
+        embedding=embedding,
+        qc=tiles.qc,
+        preview_image=plan.preview_image,
+        tissue=plan.tissue,
+        level0_mpp=plan.resolution.mpp,
+        level0_size_px=tuple(plan.slide_info["dimensions_px"]),
+        h5_attrs=h5_attrs(plan.resolution, grid, plan.slide_info, bundle),
+        image_metadata={
+            "pathssl_version": pathssl.__version__,
+            "model_sha256": bundle.weights_sha256,
+            "code_sha256": code_sha256(),
+        },
+        model_label=f"{cfg.name} (sha256 {bundle.weights_sha256[:12]})",
+    )
+
+
+def embed_tiles(
     stage: Stage,
     slide_path: Path,
-    grid: TileGrid,
-    level_info: tuple[float, list[tuple[int, int]]],
+    plan: SlidePlan,
     bundle: EncoderBundle,
     options: EmbedOptions,
-    judge_ink: bool,
-) -> tuple[np.ndarray, list[np.ndarray], TileQC, str, str]:
-    """Features of every tile (and of K augmented copies), with tile QC measured on the way;
-    the engine that computed them and the tile loader that read them. `level_info`: the grid
-    level's downsample and every level's (width, height)."""
-    from tqdm import tqdm
-
-    downsample, level_sizes = level_info
-    cfg = bundle.config
+) -> EmbeddedTiles:
+    """Features of every tile of the plan (and of K augmented copies), staged in scratch
+    files of `stage`, with tile QC measured on the way."""
+    grid, dim = plan.grid, bundle.config.embedding_dim
     settings = DeviceSettings.auto(options.device)
-    blocks = plan_blocks(grid, downsample, options.block_tiles)
+    blocks = plan_blocks(grid, plan.downsample, options.block_tiles)
     engine = options.engine if not (options.compile and options.engine == "auto") else "pytorch"
     module = prepare_module(
         bundle, settings, options.compile, resolve_engine(engine, settings.device)
     )
-    device_reader, loader_used = _device_reader(
-        slide_path, grid, blocks, downsample, level_sizes, settings, options
-    )
+    device_reader, loader_used = _device_reader(slide_path, plan, blocks, settings, options)
     name = slide_path.name
 
     def run(store: FeatureStore, desc: str, augment=None, inspect=None) -> int:
-        dataset = None if device_reader else TileBlockDataset(slide_path, grid, blocks, downsample)
+        dataset = (
+            None if device_reader else TileBlockDataset(slide_path, grid, blocks, plan.downsample)
+        )
         loader = device_reader or make_loader(
             dataset, options.num_workers, settings.device.type == "cuda", options.read_threads
         )
@@ -210,52 +243,41 @@ def _embed_tiles(
             contextlib.closing(dataset) if dataset else contextlib.nullcontext(),
         ):
             return embed_batches(
-                module,
-                bundle,
-                settings,
-                loader,
-                store.write,
-                cfg.embedding_dim,
-                options.batch_size,
-                str(slide_path),
-                bar.update,
-                augment,
-                inspect,
-            )
+                module, bundle, settings, loader, store.write,
+                batch_size=options.batch_size, label=str(slide_path),
+                on_batch=bar.update, augment=augment, inspect=inspect,
+            )  # fmt: skip
 
-    stores = [FeatureStore(stage.scratch("features"), len(grid), cfg.embedding_dim)]
+    stores = [FeatureStore(stage.scratch("features"), len(grid), dim)]
     try:
-        qc = TileQC.empty(len(grid), judge_ink=judge_ink)
+        qc = TileQC.empty(len(grid), judge_ink=judges_ink(plan.tissue, options))
         written = run(stores[0], name[:40], inspect=qc.measure)
         if written != len(grid):
             raise PathsslError(f"{slide_path}: embedded {written} of {len(grid)} tiles")
         for k in range(options.augmentations):
-            stores.append(
-                FeatureStore(stage.scratch(f"augmented-{k}"), len(grid), cfg.embedding_dim)
-            )
+            stores.append(FeatureStore(stage.scratch(f"augmented-{k}"), len(grid), dim))
             desc = f"{name[:30]} aug {k + 1}/{options.augmentations}"
-            run(stores[-1], desc, batch_augmentation(k, cfg.input_size_px))
+            run(stores[-1], desc, batch_augmentation(k, bundle.config.input_size_px))
         finished = [s.finish() for s in stores]
     finally:
         for s in stores:
             s.close()
-    return finished[0], finished[1:], qc, engine_description(module), loader_used
+    return EmbeddedTiles(finished[0], finished[1:], qc, engine_description(module), loader_used)
 
 
 def _device_reader(
     slide_path: Path,
-    grid: TileGrid,
+    plan: SlidePlan,
     blocks: list,
-    downsample: float,
-    level_sizes: list[tuple[int, int]],
     settings: DeviceSettings,
     options: EmbedOptions,
 ) -> tuple[CompressedTileReader | None, str]:
     """On CUDA, a JPEG-tiled level is decoded on the GPU (tiles/compressed.py), once its
     decoder has matched the CPU's on the first block; everything else is read by OpenSlide."""
+    grid, downsample = plan.grid, plan.downsample
     if settings.device.type != "cuda" or not options.gpu_decode:
         return None, "openslide"
-    levels = jpeg_tile_levels(slide_path, level_sizes)
+    levels = jpeg_tile_levels(slide_path, plan.level_sizes)
     if len(levels) <= grid.level:
         return None, "openslide (the level is not JPEG-tiled)"
     reader, why = checked_reader(levels[grid.level], grid, blocks, downsample, settings.device)

@@ -100,7 +100,7 @@ def embed_batches(
     settings: DeviceSettings,
     loader: torch.utils.data.DataLoader,
     write: Callable[[np.ndarray, np.ndarray], None],
-    embedding_dim: int,
+    *,
     batch_size: int,
     label: str,
     on_batch: Callable[[int], None] | None = None,
@@ -111,7 +111,7 @@ def embed_batches(
     `augment(uint8 tiles, batch number)` -> float tiles on the 0-255 scale, if given;
     `inspect(uint8 tiles, indices)` sees each batch as read (per-tile quality measures).
     Returns the number of tiles written."""
-    written = 0
+    written, embedding_dim = 0, bundle.config.embedding_dim
     autocast = (
         torch.autocast(settings.device.type, dtype=settings.autocast_dtype)
         if settings.autocast_dtype is not None

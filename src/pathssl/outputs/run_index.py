@@ -35,7 +35,9 @@ def write_run_index(
 ) -> None:
     """The page at `path`; `preview` is each slide's preview file name in its folder."""
     root = path.parent
-    counts = {s: sum(r.status == s for r in reports) for s in ("complete", "skipped", "failed")}
+    counts = {
+        s: sum(r.status == s for r in reports) for s in ("complete", "reused", "skipped", "failed")
+    }
     rows = []
     for r in reports:
         folder = Path(r.output_dir)
@@ -47,7 +49,7 @@ def write_run_index(
             if rel and image.is_file()
             else "no preview"
         )
-        detail = escape(r.error) if r.error else ""
+        detail = escape(r.error or getattr(r, "note", None) or "")
         rows.append(
             f'<tr class="{escape(r.status)}"><td>{picture}</td>'
             f"<td><b>{escape(Path(r.slide).name)}</b><br>{escape(r.status)}<br>{detail}</td>"
@@ -60,9 +62,10 @@ def write_run_index(
 <body>
 <h1>pathssl run: {len(reports)} slides</h1>
 <p>model {escape(model_name)} (sha256 {escape(weights_sha256[:12])}):
-{counts["complete"]} embedded, {counts["skipped"]} skipped, {counts["failed"]} failed.
+{counts["complete"]} embedded, {counts["reused"]} reused (same slide, options and model),
+{counts["skipped"]} skipped (held by another process), {counts["failed"]} failed.
 Previews: tissue outline green, tiles flagged by tile QC magenta, tile features as RGB on the
-right. Slides skipped as complete show the preview of the run that made them.</p>
+right. Reused slides show the preview of the run that made them.</p>
 <table>
 <tr><th>preview</th><th>slide</th><th>tiles</th><th>QC flagged / dropped</th><th>seconds</th></tr>
 {chr(10).join(rows)}
