@@ -39,10 +39,12 @@ def main() -> None:
         "openslide": lambda x, y: slide.read_region(
             (int(x * ds), int(y * ds)), args.level, (size, size)
         ),
-        "compressed tiles, cpu": lambda x, y: read_region(lv, x, y, size, size, "cpu"),
+        "compressed tiles, cpu": lambda x, y: read_region(lv, x, y, size, size, device="cpu"),
     }
     if torch.cuda.is_available():
-        ways["compressed tiles, cuda"] = lambda x, y: read_region(lv, x, y, size, size, "cuda")
+        ways["compressed tiles, cuda"] = lambda x, y: read_region(
+            lv, x, y, size, size, device="cuda"
+        )
     rates: dict[str, list[float]] = {k: [] for k in ways}
     for _ in range(args.rounds):
         for name, read in ways.items():

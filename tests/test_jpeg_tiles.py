@@ -17,8 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 GC_TIFF = next((ROOT / "test/input/wsi/images/whole-slide-image").iterdir())
 
 
-def _openslide_rgb(slide: openslide.OpenSlide, x0: int, y0: int, level: int, w: int, h: int):
-    rgba = np.asarray(slide.read_region((x0, y0), level, (w, h)).convert("RGBA"))
+def _openslide_rgb(
+    slide: openslide.OpenSlide, xy: tuple[int, int], level: int, size: tuple[int, int]
+):
+    """OpenSlide's public read_region, with its arguments, as RGB."""
+    rgba = np.asarray(slide.read_region(xy, level, size).convert("RGBA"))
     rgb = rgba[..., :3].copy()
     rgb[rgba[..., 3] == 0] = 255  # transparent (outside the image) is white here
     return rgb
@@ -37,8 +40,8 @@ def test_every_level_decodes_to_openslides_pixels(
     assert len(levels) == expected_levels
     assert all(lv.rgb_encoded == rgb_encoded for lv in levels)
     for index, lv in enumerate(levels):
-        ours = read_region(lv, 0, 0, lv.width, lv.height, "cpu").permute(1, 2, 0).numpy()
-        reference = _openslide_rgb(slide, 0, 0, index, lv.width, lv.height)
+        ours = read_region(lv, 0, 0, lv.width, lv.height, device="cpu").permute(1, 2, 0).numpy()
+        reference = _openslide_rgb(slide, (0, 0), index, (lv.width, lv.height))
         diff = np.abs(ours.astype(int) - reference.astype(int))
         assert diff.max() <= 2 and diff.mean() < 0.05, (index, diff.max(), diff.mean())
 
@@ -47,10 +50,10 @@ def test_regions_across_tiles_and_past_the_edges() -> None:
     slide = openslide.OpenSlide(str(GC_TIFF))
     lv = jpeg_tile_levels(GC_TIFF, list(slide.level_dimensions))[0]
     for x, y in [(100, 700), (127, 127), (lv.width - 200, lv.height - 150), (-50, -30)]:
-        ours = read_region(lv, x, y, 300, 260, "cpu").permute(1, 2, 0).numpy()
-        reference = _openslide_rgb(slide, x, y, 0, 300, 260)
+        ours = read_region(lv, x, y, 300, 260, device="cpu").permute(1, 2, 0).numpy()
+        reference = _openslide_rgb(slide, (x, y), 0, (300, 260))
         assert np.array_equal(ours, reference), (x, y)
-    outside = read_region(lv, lv.width + 10, 0, 64, 64, "cpu")
+    outside = read_region(lv, lv.width + 10, 0, 64, 64, device="cpu")
     assert (outside == 255).all()
 
 

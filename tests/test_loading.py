@@ -81,9 +81,9 @@ def test_sparse_blocks_are_read_tile_by_tile(cmu_slide: Path, monkeypatch) -> No
     read_sizes = []
     real = loading._read_tiles
 
-    def recording(slide, x_l0, y_l0, width, height, *rest):
+    def recording(slide, x_l0, y_l0, width, height, **rest):
         read_sizes.append((width, height))
-        return real(slide, x_l0, y_l0, width, height, *rest)
+        return real(slide, x_l0, y_l0, width, height, **rest)
 
     monkeypatch.setattr(loading, "_read_tiles", recording)
     tiles = _all_tiles(cmu_slide, grid, 8, threads=2)

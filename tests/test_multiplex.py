@@ -60,9 +60,17 @@ def write_ome_tiff(path: Path) -> Path:
 )
 def test_multiplex_is_refused_naming_format_and_fix(tmp_path: Path, write, kind: str) -> None:
     path = write(tmp_path / "multiplex.tif")
-    with pytest.raises(SlideReadError, match=f"multiplex {kind} of 4 single-channel") as info:
+    before = path.read_bytes()
+    with pytest.raises(SlideReadError) as info:
         open_slide(path)
-    assert "export an RGB rendering" in str(info.value) and str(path) in str(info.value)
+    message = str(info.value)
+    # one line: the file, the format, the channel count, and the fix
+    assert message.startswith(f"{path}: a multiplex {kind} of {len(CHANNELS)} single-channel")
+    assert "will not pick one channel" in message and "export an RGB rendering" in message
+    assert "\n" not in message
+    # nothing written: no file beside the image, and the image untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["multiplex.tif"]
+    assert path.read_bytes() == before
 
 
 def test_multiplex_through_the_cli_is_one_line(tmp_path: Path) -> None:
@@ -74,10 +82,15 @@ def test_multiplex_through_the_cli_is_one_line(tmp_path: Path) -> None:
         text=True,
         cwd=ROOT,
     )
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
     failed = [ln for ln in proc.stderr.splitlines() if ln.startswith("FAILED")]
-    assert len(failed) == 1 and "multiplex PerkinElmer/Akoya qptiff" in failed[0]
+    assert len(failed) == 1  # one line, naming the file, the format and the channel count
+    assert "case.qptiff" in failed[0]
+    assert f"multiplex PerkinElmer/Akoya qptiff of {len(CHANNELS)} single-channel" in failed[0]
+    # nothing written for the slide: the run's summary only, which records the failure
     assert sorted(p.name for p in out.iterdir()) == ["index.html", "summary.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case.qptiff", "out"]
+    assert "multiplex" in (out / "summary.json").read_text()
 
 
 def test_rgb_and_single_channel_tiffs_still_open(tmp_path: Path) -> None:
@@ -85,6 +98,15 @@ def test_rgb_and_single_channel_tiffs_still_open(tmp_path: Path) -> None:
     tifffile.imwrite(rgb, np.full((64, 64, 3), 200, np.uint8), photometric="rgb")
     grey = tmp_path / "grey.tif"
     tifffile.imwrite(grey, channels()[0], photometric="minisblack")
-    for path in (rgb, grey):
-        with open_slide(path) as slide:
-            assert slide.dimensions[0] > 0
+    with open_slide(rgb) as slide:
+        assert slide.dimensions == (64, 64)
+        assert (slide.read_region(0, 0, 0, 64, 64) == 200).all()  # the pixels as written
+    with open_slide(grey) as slide:
+        assert slide.dimensions == (512, 512)
+        pixels = slide.read_region(0, 0, 0, 512, 512)
+    assert pixels.shape == (512, 512, 3) and pixels.dtype == np.uint8
+    assert (pixels == pixels[..., :1]).all()  # one channel shown as grey
+    # its one channel, not another page's: never darker where the channel is stronger
+    channel = channels()[0].ravel()
+    shown = pixels[..., 0].ravel()[np.argsort(channel, kind="stable")]
+    assert (np.diff(shown.astype(int)) >= 0).all() and shown[0] < shown[-1]

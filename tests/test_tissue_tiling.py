@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import shared_slide
 
-from pathssl.errors import TissueError
+from pathssl.errors import SlideReadError, TissueError
 from pathssl.slide import open_slide, resolve_mpp
 from pathssl.tiles.grid import TilingSpec, choose_level, plan_tiles
 from pathssl.tissue.detection import (
@@ -31,12 +31,20 @@ def _thumb_and_mask(path: Path, mpp: float | None = None):
 
 
 def test_thumbnail_matches_a_direct_read(cmu_slide: Path) -> None:
+    """Every thumbnail pixel of a whole 16 x 16 block is the mean of that block of a direct
+    level-0 read (the JPEG fast path decodes at 1/8 scale: within rounding)."""
     with open_slide(cmu_slide) as slide:
         thumb = render_thumbnail(slide, 0.499)
         factor = round(thumb.level0_px_per_px)
         assert factor == 16 and thumb.mpp == pytest.approx(0.499 * 16)
-        block = slide.read_region(160, 320, 0, factor, factor).reshape(-1, 3).mean(axis=0)
-    np.testing.assert_allclose(thumb.rgb[20, 10], block, atol=1)
+        width, height = slide.dimensions
+        direct = slide.read_region(0, 0, 0, width, height)
+    assert thumb.rgb.dtype == np.uint8
+    assert thumb.rgb.shape == (-(-height // factor), -(-width // factor), 3)
+    rows, cols = height // factor, width // factor  # blocks wholly inside the slide
+    blocks = direct[: rows * factor, : cols * factor].reshape(rows, factor, cols, factor, 3)
+    diff = np.abs(thumb.rgb[:rows, :cols] - blocks.mean(axis=(1, 3)))
+    assert diff.mean() < 0.5 and diff.max() <= 3, (diff.mean(), diff.max())
 
 
 def test_brightfield_tissue_is_stained_and_background_is_glass(cmu_slide: Path) -> None:
@@ -46,7 +54,8 @@ def test_brightfield_tissue_is_stained_and_background_is_glass(cmu_slide: Path) 
     rgb = thumb.rgb.astype(float)
     sat = (rgb.max(2) - rgb.min(2)) / np.maximum(rgb.max(2), 1)
     assert sat[tissue.mask].mean() > 3 * sat[~tissue.mask].mean()
-    assert rgb[~tissue.mask].mean() > 200  # glass is bright
+    assert rgb[~tissue.mask].mean() > 200 and sat[~tissue.mask].mean() < 0.06  # glass: bright, grey
+    assert rgb[tissue.mask].mean() < rgb[~tissue.mask].mean()  # stain absorbs light
 
 
 def test_fluorescence_detected_automatically() -> None:
@@ -61,14 +70,18 @@ def test_fluorescence_detected_automatically() -> None:
 def test_specks_removed_and_small_holes_filled() -> None:
     from pathssl.tissue.detection import Thumbnail
 
-    rgb = np.full((200, 200, 3), 235, np.uint8)
+    rgb = np.full((200, 400, 3), 235, np.uint8)
     rgb[40:160, 40:160] = (150, 60, 140)  # a tissue piece (~0.9 mm2 at 8 um/px)
-    rgb[95:100, 95:100] = 235  # a 5x5 px hole
-    rgb[5:7, 190:192] = (150, 60, 140)  # a 2x2 px speck
+    rgb[95:100, 95:100] = 235  # a 5x5 px hole (1,600 um2)
+    rgb[5:7, 190:192] = (150, 60, 140)  # a 2x2 px speck (256 um2)
+    rgb[40:160, 240:360] = (150, 60, 140)  # a second piece ...
+    rgb[80:120, 280:320] = 235  # ... with a 40x40 px hole (102,400 um2): a real gap
     tissue = detect_tissue(Thumbnail(rgb, 16.0, 8.0))
-    assert tissue.mask[97, 97]
-    assert not tissue.mask[5:7, 190:192].any()
+    assert tissue.mask[95:100, 95:100].all()  # the small hole filled
+    assert not tissue.mask[5:7, 190:192].any()  # the speck removed
     assert tissue.mask[40:160, 40:160].mean() > 0.97
+    assert not tissue.mask[85:115, 285:315].any()  # a large hole is no hole to fill
+    assert not tissue.mask[:, 170:230].any()  # nothing but the pieces
 
 
 def test_blank_slide_has_no_tiles() -> None:
@@ -77,23 +90,39 @@ def test_blank_slide_has_no_tiles() -> None:
 
     tissue = detect_tissue(Thumbnail(np.full((100, 100, 3), 240, np.uint8), 16.0, 8.0))
     assert not tissue.mask.any()
-    with pytest.raises(TissueError, match="no tile"):
+    with pytest.raises(TissueError, match="no tile") as err:
         plan_tiles((SlideLevel(1600, 1600, 1.0),), 0.5, tissue, TilingSpec(0.5, 224), "blank.svs")
+    assert str(err.value).startswith("blank.svs: ") and "0.0% of the slide" in str(err.value)
 
 
 def test_grid_row_major_inside_slide_and_tissue(cmu_slide: Path) -> None:
     levels, mpp, _, tissue = _thumb_and_mask(cmu_slide)
-    grid = plan_tiles(levels, mpp, tissue, TilingSpec(0.5, 224))
+    spec = TilingSpec(0.5, 224)
+    grid = plan_tiles(levels, mpp, tissue, spec)
     assert grid.level == 0 and grid.read_size_px == 224 and grid.stride_l0_px == 224
     coords = grid.coords_l0
     keys = coords[:, 1] * 10**6 + coords[:, 0]
     assert (np.diff(keys) > 0).all()  # row-major, no duplicates
+    # inside the slide: every tile's box within the level-0 dimensions
+    width, height = levels[0].width, levels[0].height
+    assert (width, height) == (2220, 2967)
     assert (coords >= 0).all()
-    assert (coords[:, 0] + 224 <= 2220).all() and (coords[:, 1] + 224 <= 2967).all()
-    assert (grid.tissue_fraction >= 0.25).all()
-    np.testing.assert_allclose(
-        tissue.fractions(coords[:, 0], coords[:, 1], 224), grid.tissue_fraction
-    )
+    assert (coords[:, 0] + grid.stride_l0_px <= width).all()
+    assert (coords[:, 1] + grid.stride_l0_px <= height).all()
+    # inside tissue: each tile's share of mask pixels, counted here on the mask itself (a
+    # tile is 14 x 14 mask pixels of 16 level-0 px), is the recorded fraction and enough
+    scale = round(tissue.level0_px_per_mask_px[0])
+    assert tissue.level0_px_per_mask_px == (scale, scale) and grid.stride_l0_px % scale == 0
+    side = grid.stride_l0_px // scale
+    boxes = [(y // scale, x // scale) for x, y in coords]  # top-left, in mask pixels
+    counted = np.array([tissue.mask[r : r + side, c : c + side].mean() for r, c in boxes])
+    np.testing.assert_allclose(grid.tissue_fraction, counted)
+    assert (counted >= spec.min_tissue_fraction).all()
+    # and no tile with enough tissue was left out
+    rows, cols = grid.grid_shape
+    cells = tissue.mask[: rows * side, : cols * side].reshape(rows, side, cols, side)
+    enough = np.argwhere(cells.mean(axis=(1, 3)) >= spec.min_tissue_fraction)
+    np.testing.assert_array_equal(enough, grid.grid_rc)
 
 
 def test_level_choice_reads_finer_level_and_resizes() -> None:
@@ -132,6 +161,8 @@ def test_given_mask_replaces_detection(cmu_slide: Path, tmp_path: Path) -> None:
         given = load_tissue_mask(path, slide, 0.499)
         levels = slide.levels
     assert given.source == "input:mask.mha"
+    np.testing.assert_array_equal(given.mask, mask.astype(bool))  # the mask as given
+    assert given.level0_px_per_mask_px == pytest.approx((10.0, 2967 / 297))
     grid = plan_tiles(levels, 0.499, given, TilingSpec(0.5, 224, min_tissue_fraction=1.0))
     assert (grid.coords_l0[:, 0] + 224 <= 1110).all() and (grid.coords_l0[:, 1] + 224 <= 1000).all()
     assert len(grid) == (1000 // 224) * (1110 // 224)
@@ -142,8 +173,11 @@ def test_mask_of_wrong_shape_refused(cmu_slide: Path, tmp_path: Path) -> None:
 
     path = tmp_path / "wide.mha"
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((100, 400), np.uint8)), str(path))
-    with open_slide(cmu_slide) as slide, pytest.raises(Exception, match="shape of the slide"):
+    with open_slide(cmu_slide) as slide, pytest.raises(SlideReadError) as err:
         load_tissue_mask(path, slide, 0.499)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "400x100 px" in message
+    assert "not the shape of the slide (2220x2967 px)" in message and "\n" not in message
 
 
 def test_fractions_on_a_known_mask() -> None:

@@ -31,6 +31,7 @@ def random_bundle(
     architecture: str,
     input_size_px: int = 224,
     target_mpp: float = 0.5,
+    *,
     timm_kwargs: dict | None = None,
     seed: int = 0,
     name: str | None = None,

@@ -196,6 +196,7 @@ def evaluate_encoder(
     dataset: Path,
     module: torch.nn.Module,
     preprocess,
+    *,
     fractions=(0.01, 0.1, 1.0),
     seeds=(0,),
     k: int = 20,
@@ -304,7 +305,9 @@ def evaluate_bundle(
     for name, module, preprocess, crop_px in bundle_encoders(
         model_dir, compare, compare_random, mpp, seeds[0]
     ):
-        res = evaluate_encoder(dataset, module, preprocess, fractions, seeds, crop_px=crop_px)
+        res = evaluate_encoder(
+            dataset, module, preprocess, fractions=fractions, seeds=seeds, crop_px=crop_px
+        )
         for key in ("classes", "n_train", "n_test", "seeds", "tiled_at_px"):
             merged.setdefault(key, res[key])
         for fraction, row in res["by_fraction"].items():

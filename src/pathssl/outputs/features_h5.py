@@ -40,6 +40,7 @@ def write_features_file(
     attrs: dict[str, Any],
     augmented: list[np.ndarray] | None = None,
     per_tile: dict[str, np.ndarray] | None = None,
+    *,
     chunk_rows: int = 1024,
 ) -> None:
     """features.h5 from finished arrays (memory-mapped is fine), copied in row chunks;
@@ -48,10 +49,26 @@ def write_features_file(
     per_tile = per_tile or {}
     if features.nbytes * (1 + len(augmented)) > IN_MEMORY_MAX_BYTES:
         with h5py.File(path, "w") as h5:
-            _fill(h5, coords_l0, features, attrs, augmented, per_tile, chunk_rows)
+            _fill(
+                h5,
+                coords_l0,
+                features,
+                attrs,
+                augmented=augmented,
+                per_tile=per_tile,
+                chunk_rows=chunk_rows,
+            )
         return
     with h5py.File(f"{path}.in-memory", "w", driver="core", backing_store=False) as h5:
-        _fill(h5, coords_l0, features, attrs, augmented, per_tile, chunk_rows)
+        _fill(
+            h5,
+            coords_l0,
+            features,
+            attrs,
+            augmented=augmented,
+            per_tile=per_tile,
+            chunk_rows=chunk_rows,
+        )
         h5.flush()
         image = h5.id.get_file_image()
     with open(path, "wb") as fh:
@@ -63,6 +80,7 @@ def _fill(
     coords_l0: np.ndarray,
     features: np.ndarray,
     attrs: dict[str, Any],
+    *,
     augmented: list[np.ndarray],
     per_tile: dict[str, np.ndarray],
     chunk_rows: int,

@@ -38,6 +38,7 @@ def write_feature_map_mha(
     spacing_mm: float,
     origin_mm: float,
     metadata: dict[str, str],
+    *,
     scratch: Path,
 ) -> None:
     """Write a 3-D scalar float32 image of size (cols, rows, C) in ITK's (x, y, z) order."""

@@ -82,6 +82,7 @@ def write_preview(
     features: np.ndarray,
     flagged: np.ndarray | None,
     caption: PreviewCaption,
+    *,
     fluorescence: bool = False,
 ) -> None:
     """`image`: the slide at preview resolution; `flagged` (N,) bool: tiles flagged by QC."""
@@ -110,7 +111,12 @@ def write_preview(
     for i, line in enumerate(caption.details):
         draw.text((MARGIN_PX, 30 + 20 * i), line, fill=TEXT_RGB, font=small)
     _scale_bar(
-        draw, small, MARGIN_PX, header + rows + 8, cols, scale * image.mpp / image.level0_px_per_px
+        draw,
+        small,
+        MARGIN_PX,
+        header + rows + 8,
+        width_px=cols,
+        um_per_px=scale * image.mpp / image.level0_px_per_px,
     )
     y = header + rows + 32
     x = MARGIN_PX
@@ -151,7 +157,7 @@ def _feature_panel(
     return padded[ys][:, xs]
 
 
-def _scale_bar(draw, font, x: int, y: int, width_px: int, um_per_px: float) -> None:
+def _scale_bar(draw, font, x: int, y: int, *, width_px: int, um_per_px: float) -> None:
     """A bar of a round length near a fifth of the panel, in um or mm (the default font has
     no micro sign)."""
     target = width_px * um_per_px / 5

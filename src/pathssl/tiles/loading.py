@@ -111,12 +111,28 @@ def read_block(slide: Slide, block: TileBlock, grid: TileGrid, factor: int | Non
         coords_l0 = grid.grid_rc[block.indices][:, ::-1] * grid.stride_l0_px
         return np.concatenate(
             [
-                _read_tiles(slide, int(x), int(y), read_px, read_px, origin, grid, factor)
+                _read_tiles(
+                    slide,
+                    int(x),
+                    int(y),
+                    read_px,
+                    read_px,
+                    offsets=origin,
+                    grid=grid,
+                    factor=factor,
+                )
                 for x, y in coords_l0
             ]
         )
     return _read_tiles(
-        slide, block.x_l0, block.y_l0, block.width, block.height, block.offsets, grid, factor
+        slide,
+        block.x_l0,
+        block.y_l0,
+        block.width,
+        block.height,
+        offsets=block.offsets,
+        grid=grid,
+        factor=factor,
     )
 
 
@@ -126,6 +142,7 @@ def _read_tiles(
     y_l0: int,
     width: int,
     height: int,
+    *,
     offsets: np.ndarray,
     grid: TileGrid,
     factor: int | None,
