@@ -119,23 +119,24 @@ def _fit(name: str) -> str:
 
 
 def _disambiguate(found: list[tuple[Path, str, bool]]) -> list[str]:
-    """Names for (path, name, given alone): clashing names of files given alone take their
-    parent folders, then the suffix, until unique (independent of the order)."""
+    """Names for (path, name, given alone): clashing names take their parent folders, one
+    more each round (`p--x`, then `a--p--x`), then their suffix, until unique; the result
+    depends on the set of paths, never on their order."""
     names = [n for _, n, _ in found]
-    for depth in range(1, 8):
+    for depth in range(1, 9):
         counts: dict[str, int] = {}
         for n in names:
             counts[n] = counts.get(n, 0) + 1
         clashing = [i for i, n in enumerate(names) if counts[n] > 1]
         if not clashing:
-            break
+            return names
         for i in clashing:
-            path, base, _ = found[i]
-            parents = [p.name for p in path.resolve().parents][: depth - 1][::-1]
-            stem = path.name if depth > 1 else path.stem
-            names[i] = SEPARATOR.join([*parents, stem]) if depth > 1 else base + path.suffix
+            path = found[i][0].resolve()
+            parents = [p.name for p in path.parents if p.name][:depth][::-1]
+            stem = path.stem if depth < 8 else path.name
+            names[i] = SEPARATOR.join([*parents, stem])
     if len(set(names)) != len(names):
-        raise PathsslError("two inputs resolve to the same output name; give them once each")
+        raise PathsslError("two inputs resolve to the same output name; give each once")
     return names
 
 
