@@ -95,11 +95,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                 dataset,
                 model_dir,
                 args.folds,
-                tuple(range(args.seeds)),
-                args.image_mpp,
-                compare,
-                args.resize_whole,
-                not args.no_random_baseline,
+                seeds=tuple(range(args.seeds)),
+                image_mpp=args.image_mpp,
+                compare=compare,
+                resize_whole=args.resize_whole,
+                compare_random=not args.no_random_baseline,
             )
             results[dataset.name] = res
             print(format_cross_validation(dataset.name, res))
@@ -107,12 +107,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         res = evaluate_bundle(
             dataset,
             model_dir,
-            not args.no_random_baseline,
-            tuple(args.fractions),
-            tuple(range(args.seeds)),
-            args.image_mpp,
-            compare,
-            args.resize_whole,
+            compare_random=not args.no_random_baseline,
+            fractions=tuple(args.fractions),
+            seeds=tuple(range(args.seeds)),
+            image_mpp=args.image_mpp,
+            compare=compare,
+            resize_whole=args.resize_whole,
         )
         results[dataset.name] = res
         print(format_table(dataset.name, res))

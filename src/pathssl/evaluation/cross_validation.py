@@ -105,6 +105,7 @@ def cross_validate_bundle(
     dataset: Path,
     model_dir: Path,
     folds: int,
+    *,
     seeds: Sequence[int] = (0,),
     image_mpp: float | None = None,
     compare: dict[str, Path] | None = None,

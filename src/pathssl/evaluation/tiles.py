@@ -291,6 +291,7 @@ def format_table(name: str, results: dict) -> str:
 def evaluate_bundle(
     dataset: Path,
     model_dir: Path,
+    *,
     compare_random: bool = True,
     fractions=(0.01, 0.1, 1.0),
     seeds=(0,),

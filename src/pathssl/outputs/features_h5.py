@@ -38,9 +38,9 @@ def write_features_file(
     coords_l0: np.ndarray,
     features: np.ndarray,
     attrs: dict[str, Any],
+    *,
     augmented: list[np.ndarray] | None = None,
     per_tile: dict[str, np.ndarray] | None = None,
-    *,
     chunk_rows: int = 1024,
 ) -> None:
     """features.h5 from finished arrays (memory-mapped is fine), copied in row chunks;

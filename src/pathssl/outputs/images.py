@@ -27,9 +27,9 @@ def write_feature_map(
         features,
         grid.grid_rc,
         grid.grid_shape,
-        stride_mm,
-        stride_mm / 2,
-        metadata,
+        spacing_mm=stride_mm,
+        origin_mm=stride_mm / 2,
+        metadata=metadata,
         scratch=path.with_name(path.name + ".zraw"),
     )
     return features.shape[1], *grid.grid_shape

@@ -35,10 +35,10 @@ def write_feature_map_mha(
     features: h5py.Dataset,
     grid_rc: np.ndarray,
     shape: tuple[int, int],
+    *,
     spacing_mm: float,
     origin_mm: float,
     metadata: dict[str, str],
-    *,
     scratch: Path,
 ) -> None:
     """Write a 3-D scalar float32 image of size (cols, rows, C) in ITK's (x, y, z) order."""

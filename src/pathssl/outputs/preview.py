@@ -80,9 +80,9 @@ def write_preview(
     tissue: TissueMask,
     grid: TileGrid,
     features: np.ndarray,
+    *,
     flagged: np.ndarray | None,
     caption: PreviewCaption,
-    *,
     fluorescence: bool = False,
 ) -> None:
     """`image`: the slide at preview resolution; `flagged` (N,) bool: tiles flagged by QC."""

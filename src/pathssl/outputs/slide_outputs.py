@@ -89,8 +89,8 @@ def write_slide_outputs(stage: Stage, layout: OutputLayout, out: SlideOutputs) -
             coords,
             out.features,
             out.h5_attrs,
-            out.augmented,
-            {"qc_ink_fraction": out.qc.ink_fraction, "qc_focus": out.qc.focus},
+            augmented=out.augmented,
+            per_tile={"qc_ink_fraction": out.qc.ink_fraction, "qc_focus": out.qc.focus},
         )
     write_slide_representation(stage.path(layout.slide_embedding), out.title, out.embedding)
     if layout.patch_embeddings:
@@ -117,8 +117,8 @@ def write_slide_outputs(stage: Stage, layout: OutputLayout, out: SlideOutputs) -
             out.tissue,
             out.grid,
             out.features,
-            out.qc.flagged,
-            out.caption(),
+            flagged=out.qc.flagged,
+            caption=out.caption(),
             fluorescence=out.tissue.source == "detected-fluorescence",
         )
 

@@ -109,7 +109,7 @@ def tile_streams(level: JpegTileLevel, indices: list[int]) -> list[bytes | None]
 
 
 def read_region(
-    level: JpegTileLevel, x: int, y: int, width: int, height: int, device: str | torch.device
+    level: JpegTileLevel, x: int, y: int, width: int, height: int, *, device: str | torch.device
 ) -> torch.Tensor:
     """(3, height, width) uint8 on `device`: the region at (x, y) of this level, white outside
     the image and where tiles are absent."""

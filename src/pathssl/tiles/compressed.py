@@ -46,7 +46,7 @@ class CompressedTileReader:
         for block in self.blocks:
             x = round(block.x_l0 / self.downsample)
             y = round(block.y_l0 / self.downsample)
-            region = read_region(self.level, x, y, block.width, block.height, self.device)
+            region = read_region(self.level, x, y, block.width, block.height, device=self.device)
             tiles = torch.stack(
                 [region[:, oy : oy + read_px, ox : ox + read_px] for ox, oy in block.offsets]
             )
