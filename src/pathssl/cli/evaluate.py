@@ -117,7 +117,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         results[dataset.name] = res
         print(format_table(dataset.name, res))
     if args.output:
-        from pathssl.outputs.atomic import staged_outputs
+        from pathssl.atomic import staged_outputs
 
         with staged_outputs(args.output.parent) as stage:
             payload = {"model": str(model_dir), "tasks": results}

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from pathssl.atomic import staged_outputs
 from pathssl.embed.aggregation import SlideAggregator, default_aggregator
 from pathssl.embed.identity import code_note, differences, run_identity
 from pathssl.embed.inputs import InputPlan, SlideInput, plan_inputs
@@ -24,7 +25,6 @@ from pathssl.encoder.bundle import EncoderBundle
 from pathssl.encoder.inference import DeviceSettings
 from pathssl.encoder.openvino_engine import resolve_engine
 from pathssl.errors import PathsslError
-from pathssl.outputs.atomic import staged_outputs
 from pathssl.outputs.disk import check_writable, is_output_error, output_error
 from pathssl.outputs.lock import remove_stale_temporaries, slide_lock
 from pathssl.outputs.run_index import write_run_index

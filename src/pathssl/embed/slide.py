@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 import pathssl
+from pathssl.atomic import Stage, staged_outputs
 from pathssl.embed.aggregation import SlideAggregator, default_aggregator
 from pathssl.embed.options import EmbedOptions
 from pathssl.embed.plan import SlidePlan, plan_slide
@@ -30,7 +31,6 @@ from pathssl.encoder.inference import (
 )
 from pathssl.encoder.openvino_engine import resolve_engine
 from pathssl.errors import PathsslError
-from pathssl.outputs.atomic import Stage, staged_outputs
 from pathssl.outputs.disk import (
     check_free_space,
     estimate_output_bytes,

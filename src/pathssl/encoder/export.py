@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
+from pathssl.atomic import staged_outputs
 from pathssl.encoder.bundle import CONFIG_NAME, WEIGHTS_NAME, EncoderConfig, sha256_of
-from pathssl.outputs.atomic import staged_outputs
 
 
 def save_bundle(module: torch.nn.Module, config: EncoderConfig, output_dir: Path) -> EncoderConfig:

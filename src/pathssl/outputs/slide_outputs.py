@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pathssl.outputs.atomic import Stage
+from pathssl.atomic import Stage
 from pathssl.outputs.features_h5 import write_features_file
 from pathssl.outputs.images import write_feature_map, write_mask
 from pathssl.outputs.preview import PreviewCaption, write_preview

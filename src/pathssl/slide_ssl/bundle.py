@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import torch
 
+from pathssl.atomic import staged_outputs
 from pathssl.encoder.bundle import sha256_of
 from pathssl.errors import ModelBundleError
-from pathssl.outputs.atomic import staged_outputs
 from pathssl.slide_ssl.model import SlideEncoder, SlideEncoderConfig
 
 CONFIG_NAME = "slide_encoder.json"

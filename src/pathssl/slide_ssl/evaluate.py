@@ -156,7 +156,7 @@ def plot_learning_curves(results_by_task: dict, path: Path) -> None:
 
 
 def write_json(path: Path, payload: dict) -> None:
-    from pathssl.outputs.atomic import staged_outputs
+    from pathssl.atomic import staged_outputs
 
     with staged_outputs(Path(path).parent) as stage:
         stage.path(Path(path).name).write_text(json.dumps(payload, indent=2) + "\n")
