@@ -188,8 +188,11 @@ def plan_inputs(
         found += [
             (p, _relative_name(p, path), False, p.parent.relative_to(path)) for p in in_folder
         ]
-    unique = list({p.resolve(): (p, n, alone, rel) for p, n, alone, rel in found}.values())
-    unique.sort(key=lambda item: str(item[0]))
+    # one entry per file; found in a folder beats given alone, so the name is order-free
+    by_file: dict[Path, tuple[Path, str, bool, Path]] = {}
+    for item in sorted(found, key=lambda item: (str(item[0]), item[2], item[1])):
+        by_file.setdefault(item[0].resolve(), item)
+    unique = sorted(by_file.values(), key=lambda item: str(item[0]))
     names = [_fit(n) for n in _disambiguate([(p, n, a) for p, n, a, _ in unique])]
     return _with_masks(unique, names, skipped, tissue_mask)
 
