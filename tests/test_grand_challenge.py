@@ -15,56 +15,140 @@ from conftest import run_process_py
 
 from pathssl.grand_challenge.compare import compare_outputs
 from pathssl.grand_challenge.run import JSON_BYTES_PER_FEATURE, PATCH_JSON_BUDGET_BYTES, tile_cap
-from pathssl.grand_challenge.sockets import SocketConfig
+from pathssl.grand_challenge.sockets import SocketConfig, output_roles
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT / "test" / "input"
 EXPECTED = ROOT / "test" / "expected_output"
 RESOURCES = ROOT / "resources" / "grand-challenge.json"
-INTERFACES = ["wsi", "wsi-with-tissue-mask"]
+CASE_NAMES = sorted(p.name for p in CASES.iterdir() if p.is_dir())
+# The UNICORN pathology input slugs (unicorn-eval 3.2.0's INPUT_SLUGS_DICT) and their tasks.
+UNICORN_SLIDE_SLUGS = {
+    "prostate-tissue-biopsy-whole-slide-image": "slide_embedding",  # Task01
+    "prostatectomy-tissue-whole-slide-image": "slide_embedding",  # Task03
+    "ihc-staining-for-pd-l1": "slide_embedding",  # Task04
+    "histopathology-region-of-interest-cropout": "patch_embeddings",  # Task05, 08, 09
+    "he-staining": "slide_embedding",  # Task20
+    "whole-slide-image": "slide_embedding",  # Hidden01-08
+}
+TASK_SLUG = "unicorn-task-description"
 
 
 def _files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
+def _slugs(case: Path) -> tuple[str, ...]:
+    values = json.loads((case / "inputs.json").read_text())
+    return tuple(sorted((v.get("socket") or v["interface"])["slug"] for v in values))
+
+
+def _interface_of(case: str):
+    config = SocketConfig.from_file(RESOURCES)
+    return next(i for i in config.interfaces if i.key == _slugs(CASES / case))
+
+
+def _task(case: str) -> dict | None:
+    path = CASES / case / "unicorn-task-description.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each interface's test case, run once: interface name -> /output."""
+    """Each test case, run once: case name -> /output."""
     outputs = {}
-    for name in INTERFACES:
+    for name in CASE_NAMES:
         out = tmp_path_factory.mktemp("gc") / name
         proc = run_process_py(CASES / name, out)
         assert proc.returncode == 0, proc.stderr
-        assert f"interface {name}:" in proc.stdout and "device cpu" in proc.stdout
+        interface = _interface_of(name)
+        assert f"interface {interface.name}:" in proc.stdout and "device cpu" in proc.stdout
         assert proc.stderr == ""  # progress to stdout; stderr is for warnings and errors
         outputs[name] = out
     return outputs
 
 
-def test_one_case_per_interface() -> None:
+def test_every_case_has_an_interface_and_an_expected_output() -> None:
     config = SocketConfig.from_file(RESOURCES)
-    assert sorted(i.name for i in config.interfaces) == sorted(INTERFACES)
-    assert sorted(p.name for p in CASES.iterdir()) == sorted(INTERFACES)
-    for interface in config.interfaces:
-        values = json.loads((CASES / interface.name / "inputs.json").read_text())
-        slugs = sorted((v.get("socket") or v["interface"])["slug"] for v in values)
-        assert tuple(slugs) == interface.key
+    keys = {i.key for i in config.interfaces}
+    for name in CASE_NAMES:
+        assert _slugs(CASES / name) in keys, name
+        assert (EXPECTED / name).is_dir(), name
+    assert sorted(p.name for p in EXPECTED.iterdir()) == CASE_NAMES
+    # one case per task kind the issue names, plus the two plain interfaces
+    kinds = {(_task(n) or {}).get("task_type") for n in CASE_NAMES}
+    assert kinds == {None, "classification", "detection", "segmentation"}
+    assert any("ihc-staining-for-pd-l1" in _slugs(CASES / n) for n in CASE_NAMES)
 
 
-@pytest.mark.parametrize("name", INTERFACES)
+def test_an_interface_for_every_unicorn_pathology_input_set() -> None:
+    config = SocketConfig.from_file(RESOURCES)
+    by_key = {i.key: i for i in config.interfaces}
+    for slide, level in UNICORN_SLIDE_SLUGS.items():
+        for extra in ([], ["tissue-mask"], [TASK_SLUG], ["tissue-mask", TASK_SLUG]):
+            interface = by_key[tuple(sorted([slide, *extra]))]
+            assert level in interface.outputs.values(), interface.name
+            for slug in interface.outputs:  # UNICORN interfaces only use sockets that exist
+                if slide != "whole-slide-image" or TASK_SLUG in extra:
+                    assert config.sockets[slug].on_platform, (interface.name, slug)
+    requested = [s for s in config.sockets.values() if not s.on_platform]
+    assert sorted(s.slug for s in requested) == [
+        "pathssl-detected-tissue-mask",
+        "pathssl-feature-map",
+        "pathssl-preview",
+        "pathssl-run-record",
+    ]
+    assert all(s.request for s in requested)
+    for s in config.sockets.values():
+        if s.kind == "Segmentation":
+            assert [(g["voxel_value"], g["name"]) for g in s.overlay_segments] == [
+                (0, "background"),
+                (1, "tissue"),
+            ]
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
 def test_matches_expected_output(runs: dict[str, Path], name: str) -> None:
     out = runs[name]
     assert compare_outputs(EXPECTED / name, out) == []
     config = SocketConfig.from_file(RESOURCES)
-    interface = next(i for i in config.interfaces if i.name == name)
-    layout = config.layout(interface)
-    assert _files(out) == sorted([*layout.files().values(), layout.run_record])
-    for slug in interface.outputs:  # each output where its socket's relative_path says
-        rel = config.sockets[slug].relative_path
-        assert any(f == rel or f.startswith(rel + "/") for f in _files(out)), slug
-    record = json.loads((out / layout.run_record).read_text())
-    assert str(ROOT) not in json.dumps(record) and "/work" not in json.dumps(record)
+    interface = _interface_of(name)
+    task = _task(name)
+    roles, warning = output_roles(interface, task)
+    assert warning == ""
+    if task:  # only the level the task type asks for
+        level = (
+            "slide_embedding"
+            if task["task_type"] in ("classification", "regression")
+            else ("patch_embeddings")
+        )
+        assert roles & {"slide_embedding", "patch_embeddings"} == {level}
+    expected = sorted(
+        config.sockets[slug].relative_path
+        + (f"/{slug}.mha" if config.sockets[slug].is_image else "")
+        for slug, role in interface.outputs.items()
+        if role in roles
+    )
+    assert _files(out) == expected  # nothing else: no work folder, no unlisted output
+    record_path = out / "pathssl-run-record.json"
+    if record_path.exists():
+        record = json.loads(record_path.read_text())
+        assert str(ROOT) not in json.dumps(record) and "/work" not in json.dumps(record)
+        assert record["grand_challenge"]["interface"] == interface.name
+        assert record["grand_challenge"]["inputs"]["slide"] == "whole-slide-image"
+
+
+@pytest.mark.parametrize(
+    ("name", "mpp"),
+    [("task05-roi-detection", 0.499), ("task09-roi-segmentation", 0.499)],
+)
+def test_roi_cropouts_read_at_their_stated_spacing(
+    runs: dict[str, Path], name: str, mpp: float
+) -> None:
+    patches = json.loads((runs[name] / "patch-neural-representation.json").read_text())[0]
+    assert patches["meta"]["image-spacing"] == pytest.approx([mpp, mpp], rel=1e-6)
+    assert patches["meta"]["patch-size"] == [224, 224]  # 112 px at 0.998 um/px
+    assert len(patches["patches"]) >= 4
 
 
 def test_tissue_mask_interface_keeps_tiles_inside_the_mask(runs: dict[str, Path]) -> None:
@@ -165,10 +249,15 @@ SLIDE = next((CASES / "wsi" / "images" / "whole-slide-image").iterdir())
         ("[{not json", {}, "not readable JSON"),
         ({"interface": {}}, {}, "must be a list"),
         (
-            [_socket(kind="Anything", slug="notes")],
-            {},
-            "input sockets [notes] match no interface of this algorithm; it takes "
-            "[whole-slide-image] or [tissue-mask, whole-slide-image]",
+            [{"interface": {"slug": "notes", "kind": "Anything", "relative_path": "n.json"}}],
+            {"n.json": b"{}"},
+            "no slide among the inputs (found notes (Anything)); a job needs one Image socket",
+        ),
+        (
+            [_socket(slug="whole-slide-image-x")],
+            {"images/whole-slide-image-x/s.tif": SLIDE},
+            "input sockets [whole-slide-image-x] (found whole-slide-image-x (Image)) match no "
+            "interface of this algorithm",
         ),
         ([{"value": 1}], {}, "each with a socket and its slug"),
         (
@@ -185,6 +274,7 @@ SLIDE = next((CASES / "wsi" / "images" / "whole-slide-image").iterdir())
     ids=[
         "malformed",
         "not-a-list",
+        "no-slide",
         "unknown-sockets",
         "no-socket",
         "two-files",
@@ -400,3 +490,131 @@ def test_shell_scripts() -> None:
         assert subprocess.run(["bash", "-n", script], cwd=ROOT).returncode == 0
     proc = subprocess.run([_tool("shellcheck"), *scripts], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def _task_value(task_type: str, slug: str = "unicorn-task-description") -> dict:
+    return {
+        "interface": {
+            "slug": slug,
+            "kind": "Anything",
+            "super_kind": "Value",
+            "relative_path": f"{slug}.json",
+        },
+        "value": {"domain": "pathology", "modality": "vision", "task_type": task_type},
+        "file": None,
+        "image": None,
+    }
+
+
+def test_inputs_found_by_kind_and_content_whatever_their_slugs(tmp_path: Path) -> None:
+    from pathssl.grand_challenge.sockets import read_inputs_json
+
+    raw = json.loads(RESOURCES.read_text())
+    raw["interfaces"].append(
+        {
+            "name": "renamed",
+            "inputs": {"some-slide": "slide", "some-mask": "tissue_mask", "some-task": "x"},
+            "outputs": {"patch-neural-representation": "patch_embeddings"},
+        }
+    )
+    raw["interfaces"][-1]["inputs"]["some-task"] = "task_description"
+    for slug, kind in (("some-slide", "Image"), ("some-mask", "Segmentation")):
+        raw["sockets"][slug] = {"kind": kind, "relative_path": f"images/{slug}"}
+    raw["sockets"]["some-mask"]["overlay_segments"] = [{"voxel_value": 0}, {"voxel_value": 1}]
+    raw["sockets"]["some-task"] = {"kind": "Anything", "relative_path": "some-task.json"}
+    config_path = tmp_path / "sockets.json"
+    config_path.write_text(json.dumps(raw))
+    case = _case(
+        tmp_path,
+        [
+            _task_value("segmentation", "some-task"),  # listed first: order does not matter
+            _socket("some-mask", "Segmentation"),
+            _socket("some-slide"),
+        ],
+        {"images/some-slide/a.tif": SLIDE, "images/some-mask/b.tif": SLIDE},
+    )
+    job = read_inputs_json(case, SocketConfig.from_file(config_path))
+    assert job.interface.name == "renamed" and job.slide.name == "a.tif"
+    assert job.tissue_mask.name == "b.tif" and job.task["task_type"] == "segmentation"
+    assert job.slugs == {
+        "slide": "some-slide",
+        "tissue_mask": "some-mask",
+        "task_description": "some-task",
+    }
+
+
+@pytest.mark.parametrize(
+    ("task_type", "written"),
+    [
+        ("classification", ["image-neural-representation.json"]),
+        ("regression", ["image-neural-representation.json"]),
+        ("detection", ["patch-neural-representation.json"]),
+        ("segmentation", ["patch-neural-representation.json"]),
+        (None, ["image-neural-representation.json", "patch-neural-representation.json"]),
+    ],
+)
+def test_task_type_chooses_the_level(task_type: str | None, written: list[str]) -> None:
+    from pathssl.grand_challenge.sockets import Interface
+
+    both = Interface(
+        "both",
+        {"s": "slide"},
+        {"image-neural-representation": "slide_embedding", "patch-a": "patch_embeddings"},
+    )
+    task = {"task_type": task_type} if task_type else None
+    roles, warning = output_roles(both, task)
+    levels = {"slide_embedding": written[0], "patch_embeddings": written[-1]}
+    assert sorted(levels[r] for r in roles) == sorted(set(written)) and warning == ""
+    only_image = Interface("image", {"s": "slide"}, {"i": "slide_embedding"})
+    roles, warning = output_roles(only_image, task)
+    assert roles == {"slide_embedding"}
+    assert ("has no socket" in warning) == (task_type in ("detection", "segmentation"))
+
+
+def test_bad_task_description_is_one_line(tmp_path: Path) -> None:
+    case = _case(
+        tmp_path,
+        [_socket(), _task_value("survival")],
+        {"images/whole-slide-image/s.tif": SLIDE},
+    )
+    out = tmp_path / "output"
+    out.mkdir()
+    proc = run_process_py(case, out)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "task_type 'survival' is none of classification, regression, detection" in last
+    assert list(out.iterdir()) == []
+
+
+def test_sigterm_one_line_nothing_left_in_output(tmp_path: Path) -> None:
+    """A job stopped at its time limit: exit 143, one stderr line naming the slide and how far
+    it got, and /output empty (no work folder, no scratch file)."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "output"
+    out.mkdir()
+    cmd = [sys.executable, str(ROOT / "process.py"), "--input", str(CASES / "wsi")]
+    proc = subprocess.Popen(
+        [*cmd, "--output", str(out), "--batch-size", "1", "--engine", "pytorch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        scratch = list(out.glob(".pathssl-work-*/.features.scratch-*"))
+        if scratch and scratch[0].stat().st_size > 0:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the job ended before it could be stopped"
+    os.kill(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    lines = stderr.strip().splitlines()
+    assert "Traceback" not in stderr and len(lines) == 1, stderr
+    assert lines[0].startswith("pathssl: error: stopped by SIGTERM")
+    assert "d25c7a12-757b-48bc-b152-f2e645c709f3.tif" in lines[0]
+    assert re.search(r": \d+ of 55 tiles embedded; no output written$", lines[0]), lines[0]
+    assert list(out.iterdir()) == []

@@ -8,15 +8,32 @@ a failed job is its one-line error.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import shutil
 import sys
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pathssl.embed.arguments import add_embedding_arguments, embedding_options
 from pathssl.errors import PathsslError
-from pathssl.grand_challenge.sockets import SocketConfig, read_inputs_json
+from pathssl.grand_challenge.sockets import (
+    UNLISTED,
+    JobInputs,
+    SocketConfig,
+    output_roles,
+    read_inputs_json,
+)
+from pathssl.grand_challenge.termination import EXIT_CODE as TERMINATED_EXIT
+from pathssl.grand_challenge.termination import Progress, Terminated, stop_on_sigterm
+
+if TYPE_CHECKING:
+    from pathssl.embed import EmbedOptions, OutputLayout
+    from pathssl.encoder.bundle import EncoderBundle
 
 log = logging.getLogger("pathssl")
 DEFAULT_RESOURCES = Path(__file__).resolve().parents[3] / "resources" / "grand-challenge.json"
@@ -26,6 +43,8 @@ DEFAULT_RESOURCES = Path(__file__).resolve().parents[3] / "resources" / "grand-c
 PATCH_JSON_BUDGET_BYTES = 128 * 2**20
 MAX_TILES = 20_000
 JSON_BYTES_PER_FEATURE = 12  # float32 as shortest decimals, measured at about 11 with commas
+PATCH_TASKS = frozenset({"detection", "segmentation"})
+PATCH_TASK_MIN_TISSUE = 0.1  # unicorn-baseline's min_tissue_ratio for these task types
 
 
 def tile_cap(embedding_dim: int) -> int:
@@ -90,68 +109,137 @@ def say(message: str) -> None:
     print(f"pathssl: {message}", file=stream, flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, progress: Progress) -> int:
     import torch
 
-    from pathssl.embed import embed_slide, embed_slides
+    from pathssl.embed import embed_slides
     from pathssl.encoder.bundle import load_bundle
     from pathssl.encoder.inference import DeviceSettings
     from pathssl.grand_challenge.gpu_check import check_gpu_usable
-    from pathssl.outputs.disk import check_writable, is_output_error, output_error
+    from pathssl.outputs.disk import check_writable
 
-    t0 = time.perf_counter()
     sockets = SocketConfig.from_file(args.sockets)
+    inputs_json = args.input / "inputs.json"
+    job = read_inputs_json(args.input, sockets) if inputs_json.exists() else None
+    progress.stage = "loading the model"
     say(check_gpu_usable(args.allow_cpu, torch.cuda.is_available, torch.version.cuda))
     bundle = load_bundle(args.model)
+    progress.embedding_dim = bundle.config.embedding_dim
     say(f"device {DeviceSettings.auto().describe()}; torch {torch.__version__}")
     for line in bundle.describe():
         say(line)
     cap = tile_cap(bundle.config.embedding_dim) if args.max_tiles is None else args.max_tiles
     options = embedding_options(args, max_tiles=cap or None)
     say(f"tile cap {cap or 'none'} per slide (--max-tiles)")
-    inputs_json = args.input / "inputs.json"
-    if inputs_json.exists():
-        job = read_inputs_json(args.input, sockets)
-        say(
-            f"Grand-Challenge job, interface {job.interface.name}: slide {job.slide}"
-            + (f", tissue mask {job.tissue_mask}" if job.tissue_mask else "")
-        )
-        options = replace(
-            options, layout=sockets.layout(job.interface), tissue_mask=job.tissue_mask
-        )
+    if job is not None:
         check_writable(args.output)
-        try:
-            record = embed_slide(job.slide, args.output, bundle, options, title=job.slide.name)
-        except OSError as exc:  # a full or read-only /output: one line, not a traceback
-            if not is_output_error(exc, args.output):
-                raise
-            raise output_error(exc, args.output) from exc
-        tiling = record["tiling"]
-        if tiling["capped"]:
-            say(f"{tiling['tiles_in_tissue']} tissue tiles, {tiling['tiles']} kept by the cap")
-        say(
-            f"{tiling['tiles']} tiles embedded in {time.perf_counter() - t0:.1f} s; "
-            f"outputs in {args.output}"
-        )
-        return 0
+        return run_job(job, sockets, bundle, options, args.output, progress)
     say(f"no inputs.json; local batch mode over {args.input}")
+    progress.stage = "embedding the slides of a local batch"
     reports = embed_slides([args.input], args.output, bundle, options)
     failed = [r for r in reports if r.status == "failed"]
     done = sum(r.status == "complete" for r in reports)
     say(
         f"{done} embedded, {len(reports) - done - len(failed)} skipped (complete), "
-        f"{len(failed)} failed in {time.perf_counter() - t0:.1f} s"
+        f"{len(failed)} failed in {time.perf_counter() - progress.started:.1f} s"
     )
     for r in failed:
         print(f"pathssl: FAILED {r.error}", file=sys.stderr, flush=True)
     return 1 if failed else 0
 
 
+def run_job(
+    job: JobInputs,
+    sockets: SocketConfig,
+    bundle: EncoderBundle,
+    options: EmbedOptions,
+    output: Path,
+    progress: Progress,
+) -> int:
+    """One Grand-Challenge job: embed into a hidden work folder under /output, then move the
+    outputs the interface lists (and the task type asks for) to their sockets' paths."""
+    from pathssl.embed import embed_slide
+    from pathssl.outputs.disk import is_output_error, output_error
+
+    interface = job.interface
+    say(f"Grand-Challenge job, interface {interface.name}: {job.describe()}")
+    roles, warning = output_roles(interface, job.task)
+    if warning:
+        say(f"WARNING: {warning}")
+    task_type = job.task.get("task_type") if job.task else None
+    if job.task and job.task.get("modality") not in (None, "vision"):
+        say(
+            f"WARNING: modality {job.task.get('modality')}: pathssl writes features, not the "
+            "text this task is scored on"
+        )
+    if task_type in PATCH_TASKS:  # unicorn-baseline keeps tiles with >= 10% tissue for these
+        options = replace(options, min_tissue_fraction=PATCH_TASK_MIN_TISSUE)
+    layout = sockets.layout(interface, roles)
+    options = replace(options, layout=layout, tissue_mask=job.tissue_mask)
+    work = output / f".pathssl-work-{uuid.uuid4().hex[:8]}"
+    progress.slide, progress.work_dir, progress.stage = job.slide.name, work, "embedding"
+    moved: list[Path] = []
+    try:
+        record = embed_slide(job.slide, work, bundle, options, title=job.slide.name)
+        progress.stage = "moving the outputs into place"
+        written = {
+            slug: rel
+            for slug, role in interface.outputs.items()
+            if role in roles and (rel := _layout_path(layout, role)) not in UNLISTED.values()
+        }
+        record["grand_challenge"] = {
+            "interface": interface.name,
+            "inputs": dict(job.slugs),
+            "task": job.task,
+            "outputs": written,
+            "unicorn_tasks": list(interface.unicorn_tasks),
+        }
+        (work / layout.run_record).write_text(json.dumps(record, indent=2) + "\n")
+        for rel in written.values():
+            target = output / rel
+            for parent in reversed(target.relative_to(output).parents[:-1]):
+                if not (output / parent).exists():
+                    (output / parent).mkdir()
+                    moved.append(output / parent)
+            os.replace(work / rel, target)
+            moved.append(target)
+    except BaseException as exc:
+        for path in reversed(moved):  # all or nothing: a stopped job leaves /output empty
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and is_output_error(exc, output):
+            raise output_error(exc, output) from exc  # a full or read-only /output: one line
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    tiling = record["tiling"]
+    if tiling["capped"]:
+        say(f"{tiling['tiles_in_tissue']} tissue tiles, {tiling['tiles']} kept by the cap")
+    say(
+        f"{tiling['tiles']} tiles embedded in {time.perf_counter() - progress.started:.1f} s; "
+        f"wrote {', '.join(written)} to {output}"
+    )
+    return 0
+
+
+def _layout_path(layout: OutputLayout, role: str) -> str:
+    return getattr(layout, role)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging()
+    progress = Progress()
     try:
-        return run(args)
+        with stop_on_sigterm(progress):
+            return run(args, progress)
+    except Terminated:
+        if args.debug:
+            raise
+        print(f"pathssl: error: {progress.describe()}", file=sys.stderr, flush=True)
+        return TERMINATED_EXIT
     except PathsslError as exc:
         if args.debug:
             raise
