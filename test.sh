@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Build the image and run it on every interface's test case (test/input/<interface>) as
+# Build the image and run it on every test case (test/input/<case>) as
 # Grand-Challenge runs it: no network, read-only root filesystem, all capabilities dropped,
 # /tmp a fresh volume, the platform's default 8 GB memory limit, the model at /opt/ml/model.
-# Each case runs twice; /output must match test/expected_output/<interface> and the two runs
-# must agree. Then the faults: a badly packed model, an unknown set of inputs. PASS or FAIL.
+# Each case (test/input/<case>: the plain interfaces and one UNICORN task of each kind) runs
+# twice; /output must match test/expected_output/<case> exactly (no other file) and the two runs
+# must agree. Then the faults: a badly packed model, an unknown set of inputs, SIGTERM. PASS or
+# FAIL.
 #
 # Usage: [PYTORCH_IMAGE=...] ./test.sh [TAG]
 # Float tolerance: rtol 1e-4 / atol 1e-5 on CPU (the expected output was made on CPU in fp32);
@@ -67,7 +69,7 @@ compare() {
 status=0
 for case_dir in test/input/*/; do
   name="$(basename "$case_dir")"
-  echo "== interface $name"
+  echo "== case $name"
   if run_case "$here/$case_dir" "$work/$name-1" && run_case "$here/$case_dir" "$work/$name-2"; then
     compare "$here/test/expected_output/$name" "$work/$name-1" "$rtol" "$atol" || status=1
     compare "$work/$name-1" "$work/$name-2" "$agree" "$agree" || status=1
@@ -91,11 +93,35 @@ expect_error() {  # expect_error WHAT EXPECTED_TEXT COMMAND...: exit 2, one line
 echo "== faults"
 mkdir -p "$work/badmodel/model" "$work/unknown/images/whole-slide-image"
 cp model/* "$work/badmodel/model/"  # packed with its folder: config.json one level down
+cp test/input/wsi/images/whole-slide-image/* "$work/unknown/images/whole-slide-image/"
 expect_error "model tarball packed with its folder" "pack the tarball from inside" \
   run_case "$here/test/input/wsi" "$work/badmodel-out" "$work/badmodel"
 sed 's/"whole-slide-image"/"whole-slide-image-x"/' test/input/wsi/inputs.json >"$work/unknown/inputs.json"
 expect_error "unknown set of input sockets" "match no interface" \
   run_case "$work/unknown" "$work/unknown-out"
+
+# SIGTERM (the platform's time limit, docker stop): exit 143, one stderr line naming the slide
+# and how far it got, and nothing left in /output.
+mkdir -p "$work/stopped"
+chmod 777 "$work/stopped"
+cid="$(docker run -d --network none --read-only --tmpfs /tmp:rw,exec,size=2g --cap-drop ALL \
+  --security-opt no-new-privileges --volume "$here/test/input/wsi":/input:ro \
+  --volume "$work/stopped":/output --volume "$here/model":/opt/ml/model:ro "$tag" --batch-size 1)"
+for _ in $(seq 1 600); do  # until the job has started embedding (its work folder exists)
+  compgen -G "$work/stopped/.pathssl-work-*/.features.scratch-*" >/dev/null && break
+  sleep 0.2
+done
+docker stop -t 60 "$cid" >/dev/null
+code="$(docker wait "$cid")"
+last="$(docker logs "$cid" 2>&1 >/dev/null | tail -n 1)"
+docker rm "$cid" >/dev/null
+left="$(find "$work/stopped" -mindepth 1 | head -n 3)"
+if [ "$code" = "143" ] && [[ "$last" == *"stopped by SIGTERM"*"tiles"* ]] && [ -z "$left" ]; then
+  echo "ok: SIGTERM: $last"
+else
+  echo "FAIL: SIGTERM: exit $code, last stderr line: $last, left in /output: ${left:-nothing}"
+  status=1
+fi
 
 expect_error "the runtime user writes its own code" "Permission denied" \
   docker run --rm --network none --entrypoint python "$tag" -c "open('/opt/app/process.py', 'a')"
@@ -106,7 +132,7 @@ uid="$(docker run --rm --network none --entrypoint id "$tag" -u)"
 if [ "$uid" = "0" ]; then echo "FAIL: the container runs as root"; status=1; else echo "ok: runs as uid $uid"; fi
 
 if [ "$status" -eq 0 ]; then
-  echo "PASS: every interface's output matches test/expected_output, two runs agree, faults are one line"
+  echo "PASS: every case's output matches test/expected_output, two runs agree, faults are one line"
 else
   echo "FAIL: see the lines above"
 fi
