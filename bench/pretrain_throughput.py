@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
+from pathssl.pretrain.build import build_method
 from pathssl.pretrain.config import PretrainConfig
 from pathssl.pretrain.methods import METHODS
-from pathssl.pretrain.trainer import build_method
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,12 +25,14 @@ def add_resume_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_set_argument(p: argparse.ArgumentParser, example: str) -> None:
-    """--set KEY=VALUE (repeatable) of the training commands: one YAML value each."""
+    """--set KEY=VALUE (repeatable) of the training commands: one YAML value each, read by
+    `pathssl.training.overrides`."""
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help=f"override a config value, e.g. {example}",
+        help=f"override a config value (a YAML value; a.b sets key b of mapping a; an "
+        f"unknown key is an error that lists the known ones), e.g. {example}",
     )

@@ -35,9 +35,11 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 def _run_pretrain(args: argparse.Namespace) -> int:
     from pathssl.pretrain.config import PretrainConfig
     from pathssl.pretrain.trainer import pretrain
+    from pathssl.training.distributed import init_distributed
 
+    env = init_distributed()  # torchrun's environment, read once here and passed down
     cfg = PretrainConfig.from_yaml(args.config, args.overrides)
-    out = pretrain(cfg, resume=not args.no_resume, stop_after_steps=args.stop_after)
+    out = pretrain(cfg, resume=not args.no_resume, stop_after_steps=args.stop_after, env=env)
     print(f"checkpoints in {out / 'checkpoints'}; log in {out / 'log.csv'}")
     return 0
 

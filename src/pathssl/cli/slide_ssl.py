@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 
 from pathssl.cli.common import add_resume_arguments, add_set_argument
-from pathssl.errors import PathsslError
 
 log = logging.getLogger("pathssl")
 
@@ -73,20 +72,14 @@ def _add_slide_ssl(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_slide_ssl(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    import yaml
-
     from pathssl.slide_ssl.train import SlideSSLConfig, train_slide_encoder
+    from pathssl.training.distributed import init_distributed
+    from pathssl.training.overrides import build_config
 
-    values = {"embeddings": str(args.embeddings), "output": str(args.output)}
-    for item in args.overrides:
-        key, _, value = item.partition("=")
-        values[key] = yaml.safe_load(value)
-    known = {f.name for f in dataclasses.fields(SlideSSLConfig)}
-    if set(values) - known:
-        raise PathsslError(f"unknown keys {sorted(set(values) - known)}; known: {sorted(known)}")
-    out = train_slide_encoder(SlideSSLConfig(**values), not args.no_resume, args.stop_after)
+    env = init_distributed()  # torchrun's environment, read once here and passed down
+    base = {"embeddings": str(args.embeddings), "output": str(args.output)}
+    cfg = build_config(SlideSSLConfig, base=base, overrides=args.overrides)
+    out = train_slide_encoder(cfg, not args.no_resume, args.stop_after, env=env)
     print(f"checkpoints in {out / 'checkpoints'}; log in {out / 'log.csv'}")
     return 0
 

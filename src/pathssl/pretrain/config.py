@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pathssl.errors import PathsslError
+from pathssl.training.overrides import build_config
 
 
 @dataclass
@@ -47,27 +46,9 @@ class PretrainConfig:
     output: str = "runs/pretrain"
 
     @classmethod
-    def from_yaml(cls, path: Path | None, overrides: list[str] = ()) -> PretrainConfig:
-        raw: dict[str, Any] = {}
-        if path is not None:
-            try:
-                raw = yaml.safe_load(Path(path).read_text()) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise PathsslError(f"{path}: cannot read config ({exc})") from exc
-        for item in overrides:
-            if "=" not in item:
-                raise PathsslError(f"--set {item!r}: expected key=value")
-            key, value = item.split("=", 1)
-            target = raw
-            *parents, leaf = key.split(".")
-            for p in parents:
-                target = target.setdefault(p, {})
-            target[leaf] = yaml.safe_load(value)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - names)
-        if unknown:
-            raise PathsslError(f"unknown config keys {unknown}; known: {sorted(names)}")
-        return cls(**raw)
+    def from_yaml(cls, path: Path | None, overrides: Sequence[str] = ()) -> PretrainConfig:
+        """The YAML file at `path` (None: the defaults), then `--set key=value` overrides."""
+        return build_config(cls, path=path, overrides=overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from pathssl.encoder.bundle import EncoderConfig
 from pathssl.encoder.export import save_bundle
+from pathssl.pretrain.build import build_method
 from pathssl.pretrain.config import PretrainConfig
-from pathssl.pretrain.trainer import build_method, load_checkpoint
+from pathssl.training.checkpoint import load_checkpoint
 
 
 def export_checkpoint(checkpoint: Path, output_dir: Path, name: str | None = None) -> EncoderConfig:

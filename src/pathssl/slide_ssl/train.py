@@ -1,27 +1,29 @@
 """`pathssl train-slide-encoder`: Giga-SSL-style contrastive training of the slide encoder on
-embedded slides, single process or torchrun; checkpoints and exact resume as in `pretrain`."""
+embedded slides, through the one training loop (`pathssl.training`): single process or
+torchrun, checkpoints and exact resume as in `pretrain`."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from pathssl.errors import PathsslError
 from pathssl.pretrain.data import sample_generator
-from pathssl.pretrain.schedules import warmup_cosine
-from pathssl.pretrain.trainer import _save, init_distributed, load_checkpoint
 from pathssl.slide_ssl.data import EmbeddedSlide, find_embedded
 from pathssl.slide_ssl.model import Projector, SlideEncoder, SlideEncoderConfig
 from pathssl.slide_ssl.views import sample_view
+from pathssl.training.distributed import DistEnv, init_distributed
+from pathssl.training.loop import LoopSettings, train
+from pathssl.training.schedules import warmup_cosine
+from pathssl.training.step import StepOutput, TrainStep
 
-log = logging.getLogger("pathssl")
+Views = list[list[tuple[torch.Tensor, torch.Tensor]]]  # two views of each slide in a batch
 
 
 @dataclass
@@ -47,6 +49,15 @@ class SlideSSLConfig:
     def encoder_config(self, in_dim: int) -> SlideEncoderConfig:
         return SlideEncoderConfig(in_dim, self.width, self.out_dim, self.stages, self.proj_dim)
 
+    def loop_settings(self) -> LoopSettings:
+        return LoopSettings(
+            output=Path(self.output),
+            steps=self.steps,
+            seed=self.seed,
+            checkpoint_every=self.checkpoint_every,
+            log_every=self.log_every,
+        )
+
 
 def load_slides(root: Path) -> list[EmbeddedSlide]:
     slides = [EmbeddedSlide.load(f) for f in find_embedded(root)]
@@ -55,96 +66,73 @@ def load_slides(root: Path) -> list[EmbeddedSlide]:
     return slides
 
 
+class SlideStep(TrainStep):
+    """NT-Xent between two views (random tile subsets of augmented embeddings) per slide."""
+
+    label = "slide-ssl"
+    wrap_ddp = False  # the encoder runs once per slide: gradients are averaged after backward
+
+    def __init__(self, cfg: SlideSSLConfig, env: DistEnv) -> None:
+        from lightly.loss import NTXentLoss
+
+        self.cfg, self.env = cfg, env
+        self.slides = load_slides(Path(cfg.embeddings))
+        self.in_dim = int(self.slides[0].features.shape[1])
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+        encoder = SlideEncoder(cfg.encoder_config(self.in_dim)).to(env.device)
+        projector = Projector(encoder.config).to(env.device)
+        self.model = nn.ModuleDict({"encoder": encoder, "projector": projector})
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.criterion = NTXentLoss(temperature=cfg.temperature, gather_distributed=env.distributed)
+
+    def record(self) -> dict[str, Any]:
+        return {"config": dataclasses.asdict(self.cfg), "in_dim": self.in_dim}
+
+    def schedule(self, step: int) -> dict[str, float]:
+        cfg = self.cfg
+        return {"lr": warmup_cosine(step, cfg.steps, cfg.lr, cfg.lr * 0.01, cfg.warmup_steps)}
+
+    def batches(self, start: int, end: int) -> Iterator[Views]:
+        for step in range(start, end):
+            yield self._views(step)
+
+    def _views(self, step: int) -> Views:
+        """A function of (seed, step, rank): slides drawn, then two views of each."""
+        g = sample_generator(self.cfg.seed, step * self.env.world + self.env.rank)
+        chosen = torch.randint(0, len(self.slides), (self.cfg.batch_size,), generator=g)
+        views: Views = [[], []]
+        for i in chosen.tolist():
+            s = self.slides[i]
+            source = s.augmented if s.augmented is not None else s.features
+            for v in range(2):
+                feats, coords = sample_view(source, s.grid_rc, self.cfg.tiles_per_view, g)
+                views[v].append((feats.to(self.env.device), coords.to(self.env.device)))
+        return views
+
+    def forward(self, net: nn.Module, batch: Views, step: int) -> StepOutput:
+        p0 = net["projector"](net["encoder"].forward_many(batch[0]))
+        p1 = net["projector"](net["encoder"].forward_many(batch[1]))
+        return StepOutput(self.criterion(p0, p1), images=2 * len(batch[0]))
+
+
 def train_slide_encoder(
-    cfg: SlideSSLConfig, resume: bool = True, stop_after_steps: int | None = None
+    cfg: SlideSSLConfig,
+    resume: bool = True,
+    stop_after_steps: int | None = None,
+    *,
+    env: DistEnv | None = None,
 ) -> Path:
-    """Train; the sparse gathers' backward is a scatter-add whose multithreaded CPU kernel
-    sums in varying order, so deterministic kernels are switched on for exact resume."""
+    """Train; returns the run folder (checkpoints/last.pt, log.csv). The sparse gathers'
+    backward is a scatter-add whose multithreaded CPU kernel sums in varying order, so
+    deterministic kernels are switched on for exact resume."""
+    env = init_distributed() if env is None else env
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        return _train(cfg, resume, stop_after_steps)
+        step = SlideStep(cfg, env)
+        train(step, cfg.loop_settings(), env, resume=resume, stop_after_steps=stop_after_steps)
     finally:
         torch.use_deterministic_algorithms(previous)
-
-
-def _train(cfg: SlideSSLConfig, resume: bool, stop_after_steps: int | None) -> Path:
-    from lightly.loss import NTXentLoss
-
-    info, device = init_distributed()
-    out = Path(cfg.output)
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    slides = load_slides(Path(cfg.embeddings))
-    in_dim = slides[0].features.shape[1]
-    torch.manual_seed(cfg.seed)
-    encoder = SlideEncoder(cfg.encoder_config(in_dim)).to(device)
-    projector = Projector(encoder.config).to(device)
-    model = nn.ModuleDict({"encoder": encoder, "projector": projector})
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    criterion = NTXentLoss(temperature=cfg.temperature, gather_distributed=info.world > 1)
-    last = out / "checkpoints" / "last.pt"
-    start = 0
-    if resume and last.exists():
-        state = load_checkpoint(last)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-        log.info("resumed from %s at step %d", last, start)
-    log_path = out / "log.csv"
-    if info.is_main:
-        rows = []
-        if log_path.exists():
-            with open(log_path, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= start]
-        with open(log_path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, ["step", "loss", "lr"])
-            w.writeheader()
-            w.writerows(rows)
-    end = cfg.steps if stop_after_steps is None else min(cfg.steps, start + stop_after_steps)
-    for step in range(start, end):
-        lr = warmup_cosine(step, cfg.steps, cfg.lr, cfg.lr * 0.01, cfg.warmup_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        g = sample_generator(cfg.seed, step * info.world + info.rank)
-        chosen = torch.randint(0, len(slides), (cfg.batch_size,), generator=g)
-        views: list[list] = [[], []]
-        for i in chosen.tolist():
-            s = slides[i]
-            source = s.augmented if s.augmented is not None else s.features
-            for v in range(2):
-                feats, coords = sample_view(source, s.grid_rc, cfg.tiles_per_view, g)
-                views[v].append((feats.to(device), coords.to(device)))
-        p0 = model["projector"](encoder.forward_many(views[0]))
-        p1 = model["projector"](encoder.forward_many(views[1]))
-        loss = criterion(p0, p1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if info.world > 1:  # average gradients as DDP would (the encoder runs once per slide)
-            for p in model.parameters():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad /= info.world
-        optimizer.step()
-        done = step + 1
-        if info.is_main and (done % cfg.log_every == 0 or done == end):
-            with open(log_path, "a", newline="") as fh:
-                csv.DictWriter(fh, ["step", "loss", "lr"]).writerow(
-                    {"step": done, "loss": float(loss.detach()), "lr": lr}
-                )
-            log.info(
-                "slide-ssl step %d/%d loss %.4f lr %.2e", done, cfg.steps, float(loss.detach()), lr
-            )
-        if info.is_main and (done % cfg.checkpoint_every == 0 or done == end):
-            _save(
-                last,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": done,
-                    "config": dataclasses.asdict(cfg),
-                    "in_dim": in_dim,
-                },
-            )
-    if info.world > 1:
-        dist.barrier()
-    return out
+    return Path(cfg.output)

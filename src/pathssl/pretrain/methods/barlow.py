@@ -18,6 +18,7 @@ class BarlowTwins(SSLMethod):
         backbone: nn.Module,
         embed_dim: int,
         input_px: int,
+        *,
         proj_dim: int = 1024,
         hidden_dim: int = 1024,
         lambda_param: float = 5e-3,

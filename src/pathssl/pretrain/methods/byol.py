@@ -22,6 +22,7 @@ class BYOL(SSLMethod):
         backbone: nn.Module,
         embed_dim: int,
         input_px: int,
+        *,
         proj_dim: int = 128,
         hidden_dim: int = 1024,
         distributed: bool = False,

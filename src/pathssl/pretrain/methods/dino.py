@@ -23,6 +23,7 @@ class DINO(SSLMethod):
         backbone: nn.Module,
         embed_dim: int,
         input_px: int,
+        *,
         out_dim: int = 4096,
         hidden_dim: int = 512,
         bottleneck_dim: int = 128,

@@ -18,6 +18,7 @@ class SimCLR(SSLMethod):
         backbone: nn.Module,
         embed_dim: int,
         input_px: int,
+        *,
         proj_dim: int = 128,
         hidden_dim: int = 512,
         temperature: float = 0.1,
