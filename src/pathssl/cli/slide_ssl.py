@@ -116,7 +116,9 @@ def _run_cohort(args: argparse.Namespace) -> int:
     a, b = default_pools(args.shared, args.slide)
     bundle = load_bundle(args.model)
     pools = [embed_pool(bundle, a, args.augmentations), embed_pool(bundle, b, args.augmentations)]
-    labels = build_cohort(pools, args.task, args.slides, args.output, args.seed, args.pool_size)
+    labels = build_cohort(
+        pools, args.task, args.slides, args.output, seed=args.seed, pool_size=args.pool_size
+    )
     print(f"{args.slides} slides in {args.output}; labels in {labels}")
     return 0
 

@@ -36,7 +36,7 @@ def save_slide_encoder(encoder: SlideEncoder, bundle_dir: Path, meta: dict) -> d
 
 
 def export_slide_encoder(checkpoint: Path, bundle_dir: Path) -> dict:
-    from pathssl.pretrain.trainer import load_checkpoint
+    from pathssl.training.checkpoint import load_checkpoint
 
     state = load_checkpoint(Path(checkpoint))
     cfg = state["config"]

@@ -116,6 +116,7 @@ def build_cohort(
     task: str,
     n_slides: int,
     out: Path,
+    *,
     seed: int = 0,
     pool_size: int | None = None,
 ) -> Path:
