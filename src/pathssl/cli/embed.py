@@ -60,6 +60,12 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="also store K augmented copies of every tile's features (slide SSL)",
     )
+    _add_run_arguments(p)
+    p.set_defaults(func=_run_embed)
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Upscaling, resume and sharding: how a run treats slides and earlier outputs."""
     p.add_argument(
         "--allow-upscale",
         action="store_true",
@@ -70,13 +76,14 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         "--no-resume",
         action="store_true",
         help="recompute every slide; by default outputs made by the same slide file, "
-        "options, model, device numerics and pathssl code are reused, all others redone",
+        "options, model, device numerics and pathssl version are reused, all others redone",
     )
     p.add_argument(
         "--on-mismatch",
         choices=["redo", "refuse"],
         default="redo",
-        help="existing outputs made differently (another model, options, slide file or code): "
+        help="existing outputs made differently (another model, options, slide file, device "
+        "numerics or pathssl version): "
         "redo them (default), or refuse: the slide fails with one line saying what differs",
     )
     p.add_argument(
@@ -87,7 +94,6 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         "N from torchrun's or Slurm's variables. Without it, a run launched by torchrun or "
         "srun as several tasks shards itself; otherwise every slide is embedded",
     )
-    p.set_defaults(func=_run_embed)
 
 
 def _run_embed(args: argparse.Namespace) -> int:

@@ -151,7 +151,7 @@ def embed_slides(
             if not is_output_error(exc, output_root):
                 raise
             raise output_error(exc, output_root / slide.name) from exc  # the run cannot go on
-    _write_summary(output_root, bundle, options, run.shard, plan, reports)
+    _write_summary(output_root, bundle, options, shard=run.shard, plan=plan, reports=reports)
     return reports
 
 
@@ -253,6 +253,7 @@ def _write_summary(
     output_root: Path,
     bundle: EncoderBundle,
     options: EmbedOptions,
+    *,
     shard: Shard,
     plan: InputPlan,
     reports: list[SlideReport],

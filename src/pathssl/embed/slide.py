@@ -95,9 +95,8 @@ def embed_slide(
         embedding = aggregator(tiles.features, grid.grid_rc)
         if not np.isfinite(embedding).all():
             raise PathsslError(f"{slide_path}: slide embedding is not finite")
-        write_slide_outputs(
-            stage, options.layout, _slide_outputs(title, plan, grid, tiles, embedding, bundle)
-        )
+        outputs = _slide_outputs(title, plan, grid, tiles, embedding=embedding, bundle=bundle)
+        write_slide_outputs(stage, options.layout, outputs)
         timings["outputs_s"] = time.perf_counter() - t2
         timings["total_s"] = time.perf_counter() - t0
         record = {
@@ -187,6 +186,7 @@ def _slide_outputs(
     plan: SlidePlan,
     grid: TileGrid,
     tiles: EmbeddedTiles,
+    *,
     embedding: np.ndarray,
     bundle: EncoderBundle,
 ) -> SlideOutputs:
