@@ -9,8 +9,10 @@
 #
 # Usage: [PYTORCH_IMAGE=...] ./test.sh [TAG]
 # Float tolerance: rtol 1e-4 / atol 1e-5 on CPU (the expected output was made on CPU in fp32);
-# rtol 5e-2 / atol 5e-2 with a GPU, whose bf16 autocast rounds differently. Structure, keys,
-# shapes, coordinates and model hash must match exactly.
+# with a GPU, whose bf16 autocast rounds differently, feature vectors by direction (cosine
+# >= 0.999) and length (within 5 %), single numbers within 5e-2 (on an H200 the feature map
+# differed elementwise by up to 0.104). Structure, keys, shapes, coordinates and model hash
+# must match exactly.
 set -euo pipefail
 cd "$(dirname "$0")"
 here="$(pwd)"
@@ -22,10 +24,12 @@ gpu=()
 rtol=1e-4
 atol=1e-5
 agree=1e-5
+cosine=()
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   gpu=(--gpus all)
   rtol=5e-2
   atol=5e-2
+  cosine=(--min-cosine 0.999)
   agree=1e-3  # cuDNN may pick other kernels between runs
 fi
 
@@ -63,7 +67,8 @@ run_case() {  # run_case INPUT_DIR OUTPUT_DIR [MODEL_DIR]
 compare() {
   docker run --rm --network none --read-only --entrypoint python \
     --volume "$1":/expected:ro --volume "$2":/actual:ro \
-    "$tag" -m pathssl.grand_challenge.compare /expected /actual --rtol "$3" --atol "$4"
+    "$tag" -m pathssl.grand_challenge.compare /expected /actual --rtol "$3" --atol "$4" \
+    "${@:5}"
 }
 
 status=0
@@ -71,7 +76,8 @@ for case_dir in test/input/*/; do
   name="$(basename "$case_dir")"
   echo "== case $name"
   if run_case "$here/$case_dir" "$work/$name-1" && run_case "$here/$case_dir" "$work/$name-2"; then
-    compare "$here/test/expected_output/$name" "$work/$name-1" "$rtol" "$atol" || status=1
+    compare "$here/test/expected_output/$name" "$work/$name-1" "$rtol" "$atol" "${cosine[@]}" \
+      || status=1
     compare "$work/$name-1" "$work/$name-2" "$agree" "$agree" || status=1
   else
     status=1

@@ -212,6 +212,40 @@ def test_comparison_catches_differences(runs: dict[str, Path], tmp_path: Path) -
     assert any("missing ['pathssl-preview.png']" in p for p in problems)
 
 
+def test_gpu_comparison_is_by_direction_and_length(runs: dict[str, Path], tmp_path: Path) -> None:
+    """--min-cosine (test.sh on a GPU): feature vectors 1 % longer and slightly turned (as bf16
+    gives) pass; one vector turned further, or 10 % longer, fails; elementwise they all fail."""
+    import SimpleITK as sitk
+
+    out = runs["wsi"]
+    rng = np.random.default_rng(0)
+
+    def perturbed(name: str, turn: float, stretch: float) -> Path:
+        changed = tmp_path / name
+        shutil.copytree(out, changed)
+        path = changed / "image-neural-representation.json"
+        data = json.loads(path.read_text())
+        f = np.asarray(data[0]["features"])
+        noise = rng.standard_normal(f.shape) * np.linalg.norm(f) / np.sqrt(f.size)
+        data[0]["features"] = ((f + turn * noise) * stretch).tolist()
+        path.write_text(json.dumps(data))
+        mha = next(changed.rglob("pathssl-feature-map.mha"))
+        image = sitk.ReadImage(str(mha))
+        pixels = sitk.GetArrayFromImage(image) * np.float32(stretch)
+        again = sitk.GetImageFromArray(pixels)  # (features, rows, columns): z is the feature
+        again.CopyInformation(image)
+        sitk.WriteImage(again, str(mha))
+        return changed
+
+    close = perturbed("close", 0.02, 1.01)
+    assert compare_outputs(out, close, 5e-2, 5e-2, min_cosine=0.999) == []
+    assert compare_outputs(out, close, 1e-4, 1e-5) != []
+    turned = perturbed("turned", 0.3, 1.0)
+    assert any("cosine" in p for p in compare_outputs(out, turned, 5e-2, 5e-2, min_cosine=0.999))
+    longer = perturbed("longer", 0.0, 1.1)
+    assert any("length" in p for p in compare_outputs(out, longer, 5e-2, 5e-2, min_cosine=0.999))
+
+
 def _case(tmp_path: Path, inputs: object, files: dict[str, Path | bytes]) -> Path:
     case = tmp_path / "input"
     case.mkdir()
@@ -428,11 +462,11 @@ def test_local_batch_mode(tmp_path: Path, cmu_slide: Path) -> None:
     (inputs / "broken.svs").write_bytes(b"\x00" * 100)
     proc = run_process_py(inputs, tmp_path / "out", "--batch-size", "32")
     assert proc.returncode == 1
-    assert "1 embedded, 0 skipped (complete), 1 failed" in proc.stdout
+    assert "1 embedded, 0 reused (same slide, options and model), 1 failed" in proc.stdout
     assert (tmp_path / "out" / "good" / "image-neural-representation.json").is_file()
     assert not (tmp_path / "out" / "broken").exists()
     again = run_process_py(inputs, tmp_path / "out")
-    assert "0 embedded, 1 skipped (complete), 1 failed" in again.stdout
+    assert "0 embedded, 1 reused (same slide, options and model), 1 failed" in again.stdout
 
 
 def test_dockerfile_and_requirements_agree() -> None:

@@ -133,14 +133,15 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     say(f"tile cap {cap or 'none'} per slide (--max-tiles)")
     if job is not None:
         check_writable(args.output)
-        return run_job(job, sockets, bundle, options, args.output, progress)
+        return run_job(job, sockets, bundle, options, output=args.output, progress=progress)
     say(f"no inputs.json; local batch mode over {args.input}")
     progress.stage = "embedding the slides of a local batch"
     reports = embed_slides([args.input], args.output, bundle, options)
     failed = [r for r in reports if r.status == "failed"]
     done = sum(r.status == "complete" for r in reports)
+    reused = sum(r.status == "reused" for r in reports)
     say(
-        f"{done} embedded, {len(reports) - done - len(failed)} skipped (complete), "
+        f"{done} embedded, {reused} reused (same slide, options and model), "
         f"{len(failed)} failed in {time.perf_counter() - progress.started:.1f} s"
     )
     for r in failed:
@@ -153,6 +154,7 @@ def run_job(
     sockets: SocketConfig,
     bundle: EncoderBundle,
     options: EmbedOptions,
+    *,
     output: Path,
     progress: Progress,
 ) -> int:
@@ -166,16 +168,8 @@ def run_job(
     roles, warning = output_roles(interface, job.task)
     if warning:
         say(f"WARNING: {warning}")
-    task_type = job.task.get("task_type") if job.task else None
-    if job.task and job.task.get("modality") not in (None, "vision"):
-        say(
-            f"WARNING: modality {job.task.get('modality')}: pathssl writes features, not the "
-            "text this task is scored on"
-        )
-    if task_type in PATCH_TASKS:  # unicorn-baseline keeps tiles with >= 10% tissue for these
-        options = replace(options, min_tissue_fraction=PATCH_TASK_MIN_TISSUE)
     layout = sockets.layout(interface, roles)
-    options = replace(options, layout=layout, tissue_mask=job.tissue_mask)
+    options = _job_options(job, options, layout)
     work = output / f".pathssl-work-{uuid.uuid4().hex[:8]}"
     progress.slide, progress.work_dir, progress.stage = job.slide.name, work, "embedding"
     moved: list[Path] = []
@@ -195,14 +189,7 @@ def run_job(
             "unicorn_tasks": list(interface.unicorn_tasks),
         }
         (work / layout.run_record).write_text(json.dumps(record, indent=2) + "\n")
-        for rel in written.values():
-            target = output / rel
-            for parent in reversed(target.relative_to(output).parents[:-1]):
-                if not (output / parent).exists():
-                    (output / parent).mkdir()
-                    moved.append(output / parent)
-            os.replace(work / rel, target)
-            moved.append(target)
+        _move_outputs(work, output, list(written.values()), moved)
     except BaseException as exc:
         for path in reversed(moved):  # all or nothing: a stopped job leaves /output empty
             if path.is_dir():
@@ -214,14 +201,43 @@ def run_job(
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    tiling = record["tiling"]
+    _say_done(record["tiling"], written, output, progress)
+    return 0
+
+
+def _job_options(job: JobInputs, options: EmbedOptions, layout: OutputLayout) -> EmbedOptions:
+    """The job's tiling by task type (as unicorn-baseline), its mask and its outputs."""
+    task_type = job.task.get("task_type") if job.task else None
+    if job.task and job.task.get("modality") not in (None, "vision"):
+        say(
+            f"WARNING: modality {job.task.get('modality')}: pathssl writes features, not the "
+            "text this task is scored on"
+        )
+    if task_type in PATCH_TASKS:  # unicorn-baseline keeps tiles with >= 10% tissue for these
+        options = replace(options, min_tissue_fraction=PATCH_TASK_MIN_TISSUE)
+    return replace(options, layout=layout, tissue_mask=job.tissue_mask)
+
+
+def _move_outputs(work: Path, output: Path, relative: list[str], moved: list[Path]) -> None:
+    """Each output from the work folder to its socket's path; `moved` records what now exists
+    (folders made, files moved) so that a failure can take it back."""
+    for rel in relative:
+        target = output / rel
+        for parent in reversed(target.relative_to(output).parents[:-1]):
+            if not (output / parent).exists():
+                (output / parent).mkdir()
+                moved.append(output / parent)
+        os.replace(work / rel, target)
+        moved.append(target)
+
+
+def _say_done(tiling: dict, written: dict[str, str], output: Path, progress: Progress) -> None:
     if tiling["capped"]:
         say(f"{tiling['tiles_in_tissue']} tissue tiles, {tiling['tiles']} kept by the cap")
     say(
         f"{tiling['tiles']} tiles embedded in {time.perf_counter() - progress.started:.1f} s; "
         f"wrote {', '.join(written)} to {output}"
     )
-    return 0
 
 
 def _layout_path(layout: OutputLayout, role: str) -> str:
