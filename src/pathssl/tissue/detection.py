@@ -190,7 +190,7 @@ def detect_tissue(
     mask &= ~ink
     px_um2 = thumb.mpp**2
     mask = _remove_small(mask, min_region_um2 / px_um2)
-    mask = _fill_small_holes(mask, max_hole_um2 / px_um2)
+    mask = _fill_small_holes(mask, max_hole_um2 / px_um2) & ~ink  # an ink dot is no hole
     return TissueMask(
         mask, (thumb.level0_px_per_px,) * 2, thumb.mpp, f"detected-{mode}", float(ink.mean())
     )
