@@ -4,6 +4,9 @@ in one process or many through torchrun (NCCL on GPU, gloo on CPU).
 Checkpoints hold everything a resumed run needs to continue step for step: model (with
 teacher/EMA networks, DINO's centre, MoCo's memory bank), optimiser, scaler, step and RNG
 state. The data needs no state of its own: samples are functions of their index.
+
+A run may start from a model bundle (`init`, `pathssl pretrain --init BUNDLE`): see
+`pretrain.init_bundle`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 
 from pathssl.pretrain.build import build_method
 from pathssl.pretrain.config import PretrainConfig
+from pathssl.pretrain.init_bundle import check_init_options, resolve_init
 from pathssl.pretrain.step import LOG_FIELDS, TileStep, collapse_indicator
 from pathssl.training.checkpoint import load_checkpoint
 from pathssl.training.distributed import DistEnv, init_distributed, state_digest
@@ -57,6 +61,8 @@ def pretrain(
     import yaml
 
     env = init_distributed() if env is None else env
+    cfg = resolve_init(cfg)  # with `init`: the bundle's architecture, preprocessing, parent
+    check_init_options(cfg)
     out = Path(cfg.output)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,13 +54,23 @@ class CheckpointStore:
         self.folder, self.env = Path(folder), env
         self.last = self.folder / "last.pt"
         self.folder.mkdir(parents=True, exist_ok=True)
+        # what the loaded checkpoint holds beside the parts, step and RNG (None: none loaded)
+        self.record: dict[str, Any] | None = None
 
-    def resume(self, parts: Mapping[str, Stateful]) -> tuple[int, bool]:
+    def resume(
+        self,
+        parts: Mapping[str, Stateful],
+        check: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> tuple[int, bool]:
         """Load last.pt into `parts`: (step reached, whether this rank's RNG was restored).
-        (0, False) without a checkpoint."""
+        (0, False) without a checkpoint. `check` first sees what the checkpoint records
+        beside the parts, step and RNG (its config), and raises if it is not this run's."""
         if not self.last.exists():
             return 0, False
         state = load_checkpoint(self.last)
+        self.record = {k: v for k, v in state.items() if k not in (*parts, "step", "rng")}
+        if check is not None:
+            check(self.record)
         for name, part in parts.items():
             if name in state:  # a checkpoint from before a part existed keeps its fresh state
                 part.load_state_dict(state[name])

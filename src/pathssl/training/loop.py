@@ -95,7 +95,13 @@ class _Run:
         self.images, self.tic = 0, time.perf_counter()
 
     def begin(self, resume: bool) -> int:
-        start, restored = self.store.resume(self.parts) if resume else (0, False)
+        start, restored = (
+            self.store.resume(self.parts, check=self.step.check_checkpoint)
+            if resume
+            else (0, False)
+        )
+        if self.store.record is None:  # no checkpoint: the step's initial state
+            self.step.fresh_start()
         if not restored:
             torch.manual_seed(self.settings.seed + 1 + self.env.rank)  # e.g. drop-path
         self.net = self._wrap()
@@ -147,6 +153,7 @@ class _Run:
         scaler.scale(output.loss).backward()
         if not step.wrap_ddp:
             average_gradients(self.env, step.model)
+        step.before_optimizer_step(index)
         if self.settings.grad_clip:
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(step.model.parameters(), self.settings.grad_clip)

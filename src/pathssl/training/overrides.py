@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -54,9 +55,22 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     return raw
 
 
+def given_keys(path: Path | None, overrides: Sequence[str]) -> set[str]:
+    """The top-level keys that the YAML file at `path` or an override sets (set at all, to
+    any value, the default's included): what a config states rather than leaves unset."""
+    raw = read_yaml(path) if path is not None else {}
+    return set(apply_overrides(dict(raw), overrides))
+
+
 def _typed(name: str, value: Any, hint: Any, origin: str) -> Any:
     """`value` as the field's scalar type: float from int or a numeric string, str from a
-    number (`--set output=2024`); other field types are taken as YAML gives them."""
+    number (`--set output=2024`); `X | None` as X, or null; other field types are taken as
+    YAML gives them."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else ()
+    if type(None) in options and len(options) == 2:  # optional: null, or the other type
+        if value is None:
+            return None
+        hint = next(t for t in options if t is not type(None))
     if hint not in _KINDS:
         return value
     if hint is float and isinstance(value, int | str) and not isinstance(value, bool):

@@ -23,9 +23,10 @@ def warmup_cosine(step: int, total: int, peak: float, floor: float, warmup: int)
 
 
 def set_hyperparameters(optimizer: torch.optim.Optimizer, values: Mapping[str, float]) -> None:
-    """This step's learning rate on every parameter group, and its weight decay (when
-    scheduled) on the groups that decay (not those marked `no_wd`: biases, norms)."""
+    """This step's learning rate on every parameter group (times the group's `lr_scale`,
+    where it has one), and its weight decay (when scheduled) on the groups that decay (not
+    those marked `no_wd`: biases, norms)."""
     for group in optimizer.param_groups:
-        group["lr"] = values["lr"]
+        group["lr"] = values["lr"] * group.get("lr_scale", 1.0)
         if "weight_decay" in values and not group.get("no_wd"):
             group["weight_decay"] = values["weight_decay"]

@@ -6,7 +6,7 @@ everything around them (precision, gradients, logging, checkpoints, resume, rank
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,18 @@ class TrainStep:
     def forward(self, net: nn.Module, batch: Any, step: int) -> StepOutput:
         """The loss of one batch; `net` is `model`, or its DDP wrapper under torchrun."""
         raise NotImplementedError
+
+    def fresh_start(self) -> None:
+        """Once, when the run starts without a checkpoint, before its first step (e.g. the
+        initial weights from a model bundle)."""
+
+    def check_checkpoint(self, record: Mapping[str, Any]) -> None:
+        """Before a checkpoint is loaded to resume, what `record` wrote into it: raise
+        PathsslError when it is not this run's (e.g. it started from another bundle)."""
+
+    def before_optimizer_step(self, step: int) -> None:
+        """After the backward pass (gradients averaged over ranks), before clipping and the
+        optimiser step (e.g. drop the gradients of parameters frozen at this step)."""
 
     def after_update(self, values: dict[str, float]) -> None:
         """After the optimiser step (e.g. the EMA teacher's update)."""

@@ -13,6 +13,8 @@ from pathssl.tiles.augment import ViewSpec
 class SSLMethod(nn.Module):
     name = "base"
     uses_momentum = False  # whether an EMA teacher/key encoder is updated after each step
+    # attributes holding momentum (EMA) copies of `backbone`: teacher, key encoder
+    backbone_copies: tuple[str, ...] = ()
 
     def __init__(self, backbone: nn.Module, embed_dim: int, input_px: int, **kwargs: float) -> None:
         super().__init__()
@@ -30,9 +32,15 @@ class SSLMethod(nn.Module):
         """(loss, backbone embeddings of the first view, for the collapse monitor)."""
         raise NotImplementedError
 
+    def backbones(self) -> list[nn.Module]:
+        """The backbone and its momentum copies: what a bundle initialises (`--init`) and
+        `freeze_backbone_steps` freezes."""
+        return [self.backbone, *(getattr(self, name) for name in self.backbone_copies)]
+
     @torch.no_grad()
-    def momentum_update(self, momentum: float) -> None:
-        pass
+    def momentum_update(self, momentum: float, *, backbone: bool = True) -> None:
+        """EMA of the student into the teacher (heads; the backbone too unless `backbone`
+        is False: while it is frozen)."""
 
     def export_backbone(self) -> nn.Module:
         """The encoder to ship: the student/online network unless the method says otherwise."""

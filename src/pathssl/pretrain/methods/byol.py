@@ -16,6 +16,7 @@ from pathssl.pretrain.methods.base import SSLMethod, momentum_copy
 @register("byol")
 class BYOL(SSLMethod):
     uses_momentum = True
+    backbone_copies = ("teacher_backbone",)
 
     def __init__(
         self,
@@ -44,8 +45,9 @@ class BYOL(SSLMethod):
         return loss, f0.detach()
 
     @torch.no_grad()
-    def momentum_update(self, momentum: float) -> None:
-        update_momentum(self.backbone, self.teacher_backbone, m=momentum)
+    def momentum_update(self, momentum: float, *, backbone: bool = True) -> None:
+        if backbone:
+            update_momentum(self.backbone, self.teacher_backbone, m=momentum)
         update_momentum(self.projection, self.teacher_projection, m=momentum)
 
     def export_backbone(self) -> nn.Module:

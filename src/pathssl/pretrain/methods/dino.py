@@ -17,6 +17,7 @@ from pathssl.tiles.augment import ViewSpec
 @register("dino")
 class DINO(SSLMethod):
     uses_momentum = True
+    backbone_copies = ("teacher_backbone",)
 
     def __init__(
         self,
@@ -67,8 +68,9 @@ class DINO(SSLMethod):
         return loss, feats[0].detach()
 
     @torch.no_grad()
-    def momentum_update(self, momentum: float) -> None:
-        update_momentum(self.backbone, self.teacher_backbone, m=momentum)
+    def momentum_update(self, momentum: float, *, backbone: bool = True) -> None:
+        if backbone:
+            update_momentum(self.backbone, self.teacher_backbone, m=momentum)
         update_momentum(self.head, self.teacher_head, m=momentum)
 
     def export_backbone(self) -> nn.Module:

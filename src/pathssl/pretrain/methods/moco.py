@@ -16,6 +16,7 @@ from pathssl.pretrain.methods.base import SSLMethod, momentum_copy
 @register("moco")
 class MoCoV2(SSLMethod):
     uses_momentum = True
+    backbone_copies = ("key_backbone",)
 
     def __init__(
         self,
@@ -49,6 +50,7 @@ class MoCoV2(SSLMethod):
         return self.criterion(query, key), f0.detach()
 
     @torch.no_grad()
-    def momentum_update(self, momentum: float) -> None:
-        update_momentum(self.backbone, self.key_backbone, m=momentum)
+    def momentum_update(self, momentum: float, *, backbone: bool = True) -> None:
+        if backbone:
+            update_momentum(self.backbone, self.key_backbone, m=momentum)
         update_momentum(self.projection, self.key_projection, m=momentum)
