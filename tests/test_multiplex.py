@@ -27,6 +27,11 @@ def channels() -> np.ndarray:
     return (np.random.default_rng(0).random((4, 512, 512)) * 4000).astype(np.uint16)
 
 
+def _fluorescence() -> np.ndarray:
+    """One channel as a fluorescence scan gives it: mostly dark, a few bright cells."""
+    return ((np.random.default_rng(0).random((512, 512)) ** 4) * 4000).astype(np.uint16)
+
+
 def write_qptiff(path: Path) -> Path:
     """One full-resolution page per channel, each with its QPI description (as Vectra and
     PhenoImager write them; their pyramid and thumbnail pages are left out here)."""
@@ -94,10 +99,13 @@ def test_multiplex_through_the_cli_is_one_line(tmp_path: Path) -> None:
 
 
 def test_rgb_and_single_channel_tiffs_still_open(tmp_path: Path) -> None:
+    """An RGB TIFF, and one fluorescence channel (dark background, 12-bit data in 16-bit
+    samples), open as they are; a greyscale brightfield scan is refused elsewhere
+    (test_fault_catalogue_inputs)."""
     rgb = tmp_path / "rgb.tif"
     tifffile.imwrite(rgb, np.full((64, 64, 3), 200, np.uint8), photometric="rgb")
     grey = tmp_path / "grey.tif"
-    tifffile.imwrite(grey, channels()[0], photometric="minisblack")
+    tifffile.imwrite(grey, _fluorescence(), photometric="minisblack")
     with open_slide(rgb) as slide:
         assert slide.dimensions == (64, 64)
         assert (slide.read_region(0, 0, 0, 64, 64) == 200).all()  # the pixels as written
@@ -107,6 +115,6 @@ def test_rgb_and_single_channel_tiffs_still_open(tmp_path: Path) -> None:
     assert pixels.shape == (512, 512, 3) and pixels.dtype == np.uint8
     assert (pixels == pixels[..., :1]).all()  # one channel shown as grey
     # its one channel, not another page's: never darker where the channel is stronger
-    channel = channels()[0].ravel()
+    channel = _fluorescence().ravel()
     shown = pixels[..., 0].ravel()[np.argsort(channel, kind="stable")]
     assert (np.diff(shown.astype(int)) >= 0).all() and shown[0] < shown[-1]
