@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,17 +54,115 @@ class EncoderConfig:
 
     @classmethod
     def from_file(cls, path: Path) -> EncoderConfig:
+        """Read and check config.json; any problem is one line naming the file and the key."""
         try:
-            raw = json.loads(path.read_text())
-            raw["mean"], raw["std"] = tuple(raw["mean"]), tuple(raw["std"])
-            return cls(**raw)
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+            text = path.read_bytes()
+        except OSError as exc:
             raise ModelBundleError(
-                f"{path}: not a valid pathssl model config ({exc}); re-export the bundle"
+                f"{path}: cannot be read ({exc.strerror or exc}); check the bundle's files "
+                "and their permissions"
             ) from exc
+        try:
+            raw = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            where = (
+                f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+                if isinstance(exc, json.JSONDecodeError)
+                else str(exc)
+            )
+            raise ModelBundleError(f"{path}: not valid JSON ({where}); {CONFIG_FIX}") from exc
+        problem = config_problem(raw)
+        if problem:
+            raise ModelBundleError(f"{path}: {problem}; {CONFIG_FIX}")
+        raw["mean"], raw["std"] = tuple(raw["mean"]), tuple(raw["std"])
+        return cls(**raw)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+CONFIG_FIX = (
+    "fix config.json or export the bundle again (`pathssl export`, `pathssl import-weights`)"
+)
+# Microns per pixel a model may be trained at: outside this, a value is a typo or a unit slip
+# (e.g. nanometres), not a resolution a slide is embedded at.
+PLAUSIBLE_TARGET_MPP = (0.05, 64.0)
+MAX_INPUT_SIZE_PX = 4096
+# What each key of config.json means, for the message when one is missing.
+CONFIG_KEYS = {
+    "name": "the model's name",
+    "architecture": "the timm architecture, e.g. resnet18",
+    "embedding_dim": "features per tile",
+    "input_size_px": "tile side in pixels",
+    "target_mpp": "microns per pixel the model expects",
+    "mean": "per-channel mean on the 0-1 scale, 3 numbers",
+    "std": "per-channel standard deviation on the 0-1 scale, 3 numbers",
+    "trained": "true or false",
+    "provenance": "where the weights come from",
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def config_problem(raw: Any) -> str | None:
+    """What is wrong with a config.json's content (one phrase naming the key), or None."""
+    if not isinstance(raw, dict):
+        return f"holds a JSON {type(raw).__name__}, not an object of model settings"
+    known = {f.name: f for f in fields(EncoderConfig)}
+    for key, f in known.items():
+        if key not in raw and f.default is MISSING and f.default_factory is MISSING:
+            return f"misses the key {key!r} ({CONFIG_KEYS.get(key, 'required')})"
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        return f"unknown key {unknown[0]!r} (a pathssl model config has {', '.join(known)})"
+    for key in ("name", "architecture", "provenance", "pooling", "weights_sha256"):
+        if key in raw and not isinstance(raw[key], str):
+            return f"{key} is {raw[key]!r}, not a string"
+    if not isinstance(raw["trained"], bool):
+        return f"trained is {raw['trained']!r}, not true or false"
+    for key in ("embedding_dim", "input_size_px"):
+        if not _is_int(raw[key]) or raw[key] <= 0:
+            return f"{key} is {raw[key]!r}; it must be a positive whole number ({CONFIG_KEYS[key]})"
+    if raw["input_size_px"] > MAX_INPUT_SIZE_PX:
+        return f"input_size_px is {raw['input_size_px']}, more than {MAX_INPUT_SIZE_PX} px a tile"
+    mpp = raw["target_mpp"]
+    lo, hi = PLAUSIBLE_TARGET_MPP
+    if not _is_number(mpp) or not math.isfinite(mpp) or not lo <= mpp <= hi:
+        return (
+            f"target_mpp is {mpp!r}; it must be the microns per pixel the model was trained at, "
+            f"between {lo} and {hi} (e.g. 0.5 for 20x, 1.0 for 10x)"
+        )
+    for key in ("mean", "std"):
+        values = raw[key]
+        if not isinstance(values, list | tuple) or len(values) != 3:
+            return f"{key} is {values!r}; it must be 3 numbers, one per channel (R, G, B)"
+        if not all(_is_number(v) and math.isfinite(v) for v in values):
+            return f"{key} is {values!r}; every value must be a finite number"
+    if any(v <= 0 for v in raw["std"]):
+        return f"std is {raw['std']!r}; every value must be above 0 (pixels are divided by it)"
+    if any(not 0 <= v <= 1 for v in raw["mean"]) or any(v > 1 for v in raw["std"]):
+        return (
+            f"mean {raw['mean']!r} and std {raw['std']!r} are not on the 0-1 scale pathssl "
+            "applies them on (pixels / 255); divide them by 255 (e.g. ImageNet's 0.485, 0.229)"
+        )
+    if not isinstance(raw.get("timm_kwargs", {}), dict):
+        return f"timm_kwargs is {raw['timm_kwargs']!r}, not an object of keyword arguments"
+    eps = raw.get("layer_norm_eps")
+    if eps is not None and (not _is_number(eps) or not math.isfinite(eps) or eps <= 0):
+        return f"layer_norm_eps is {eps!r}; it must be null or a positive number"
+    version = raw.get("format_version", 1)
+    if version != 1:
+        return (
+            f"format_version is {version!r}; this pathssl reads version 1 (a newer pathssl "
+            "wrote it: upgrade pathssl)"
+        )
+    return None
 
 
 class TokenPooling(torch.nn.Module):
@@ -214,8 +313,55 @@ def load_bundle(model_dir: str | Path | None = None) -> EncoderBundle:
     except (SafetensorError, OSError) as exc:
         raise ModelBundleError(f"{weights_path}: not a readable safetensors file ({exc})") from exc
     load_weights(module, state, str(weights_path), f"{config.architecture} {config.timm_kwargs}")
+    check_finite(module, str(weights_path))
     module.eval()
+    check_output(module, config, config_path)
     return EncoderBundle(path, config, module, sha)
+
+
+def check_finite(module: torch.nn.Module, source: str) -> None:
+    """Every weight and buffer (BatchNorm running statistics too) finite, or one line naming
+    the first tensor that is not: NaN would give NaN features, or under OpenVINO (whose ReLU
+    turns NaN into 0) finite nonsense."""
+    for name, tensor in module.state_dict().items():
+        if not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()):
+            continue
+        nan, inf = int(torch.isnan(tensor).sum()), int(torch.isinf(tensor).sum())
+        raise ModelBundleError(
+            f"{source}: tensor {name!r} holds {nan} NaN and {inf} infinite values of "
+            f"{tensor.numel()}; the weights are broken (e.g. a diverged training run): export "
+            "the bundle again from a good checkpoint"
+        )
+
+
+def check_output(module: torch.nn.Module, config: EncoderConfig, config_path: Path) -> None:
+    """The model takes input_size_px tiles and gives embedding_dim features per tile, checked
+    on a copy without data (the meta device: no compute) or, where that fails, one blank tile."""
+    size = config.input_size_px
+    try:
+        with torch.device("meta"):
+            shape = tuple(build_module(config).eval()(torch.zeros(1, 3, size, size)).shape)
+    except Exception:  # an op without a meta kernel: run the real module once
+        try:
+            with torch.inference_mode():
+                shape = tuple(module(torch.zeros(1, 3, size, size)).shape)
+        except Exception as exc:
+            detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            raise ModelBundleError(
+                f"{config_path}: {config.architecture} cannot take tiles of input_size_px "
+                f"{size} ({type(exc).__name__}: {detail}); set input_size_px to the size the "
+                "model was trained on"
+            ) from exc
+    if len(shape) != 2:
+        raise ModelBundleError(
+            f"{config_path}: {config.architecture} gives an output of shape {list(shape)} per "
+            "batch, not one vector of features per tile; check pooling and timm_kwargs"
+        )
+    if shape[1] != config.embedding_dim:
+        raise ModelBundleError(
+            f"{config_path}: embedding_dim is {config.embedding_dim} but {config.architecture} "
+            f"gives {shape[1]} features per tile; set embedding_dim to {shape[1]}"
+        )
 
 
 def normalise(batch_uint8: torch.Tensor, config: EncoderConfig) -> torch.Tensor:

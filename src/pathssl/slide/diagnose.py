@@ -6,8 +6,11 @@ it), so the file's own structure is checked before the error is worded.
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
+
+from pathssl.errors import SlideReadError
 
 CONVERT_HINT = (
     "convert it to a tiled pyramidal TIFF (e.g. `vips tiffsave IN OUT.tif --tile --pyramid "
@@ -55,10 +58,43 @@ def _truncated_tiff(path: Path, head: bytes) -> str | None:
     )
 
 
+def permission_denied(path: Path) -> str:
+    """The one line for a file this process may not read."""
+    return (
+        f"{path}: cannot be read (permission denied for this user); give the account that runs "
+        "pathssl read access (e.g. `chmod a+r` on the file, and `a+x` on its folders), or copy "
+        "the slide somewhere it can read"
+    )
+
+
+def unreadable_file(path: Path) -> str | None:
+    """Why `path` cannot be opened for reading at all (permissions, I/O), or None."""
+    if not os.access(path, os.R_OK):
+        return permission_denied(path)
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except PermissionError:
+        return permission_denied(path)
+    except OSError as exc:
+        return f"{path}: cannot be read ({exc.strerror or exc}); check the disk or copy it again"
+    return None
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)
+    except OSError as exc:
+        raise SlideReadError(unreadable_file(path) or f"{path}: cannot be read ({exc})") from exc
+
+
 def describe_unreadable(path: Path) -> str:
     """One line for a file that no backend opened, naming what is wrong and the fix."""
-    with open(path, "rb") as fh:
-        head = fh.read(132)
+    reason = unreadable_file(path)
+    if reason:
+        return reason
+    head = _head(path)
     if head[:4] in TIFF_MAGIC and len(head) >= 16:
         return _truncated_tiff(path, head) or (
             f"{path}: a TIFF-based file that OpenSlide and Pillow cannot open: damaged, "
@@ -86,8 +122,10 @@ DICOM_REASONS = {
 def describe_open_failure(path: Path, exc: Exception) -> str:
     """One line for a file whose format OpenSlide recognised but could not open."""
     text = str(exc)
-    with open(path, "rb") as fh:
-        head = fh.read(132)
+    reason = unreadable_file(path)
+    if reason:
+        return reason
+    head = _head(path)
     if head[128:132] == b"DICM":
         for words, reason in DICOM_REASONS.items():
             if words in text.lower():

@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from pathssl.errors import SlideReadError
+from pathssl.slide.diagnose import permission_denied
 
 SINGLE_CHANNEL_MODES = {"1", "L", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
 MAX_PAGES_SCANNED = 64
@@ -24,6 +25,8 @@ def multiplex_channels(path: Path) -> tuple[str, int] | None:
     """(kind, channels) when `path` is a TIFF with several full-size single-channel pages."""
     try:
         image = Image.open(path)
+    except PermissionError as exc:  # the first look at the file: say so now, in one line
+        raise SlideReadError(permission_denied(path)) from exc
     except Exception:
         return None  # not something Pillow reads (e.g. BigTIFF): other backends decide
     with image:

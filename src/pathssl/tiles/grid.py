@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pathssl.errors import TissueError
+from pathssl.errors import ResolutionError, TissueError
 from pathssl.slide.reader import SlideLevel
 from pathssl.tissue.detection import TissueMask
 
@@ -22,6 +22,9 @@ class TilingSpec:
     mpp_tolerance: float = 0.05  # a level within this relative distance is read without resize
     min_tissue_fraction: float = 0.25
     max_tiles: int | None = None  # cap, by deterministic even subsampling
+    # A slide whose finest level is coarser than target_mpp has its tiles upscaled, which
+    # invents no detail: refused beyond this factor (above the tolerance); None: no limit.
+    max_upscale: float | None = 2.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,23 @@ def choose_level(levels: tuple[SlideLevel, ...], mpp: float, spec: TilingSpec) -
     return max(candidates, key=lambda i: levels[i].downsample)
 
 
+def check_upscale(mpp: float, spec: TilingSpec, slide_label: str = "slide") -> None:
+    """Refuse a slide whose level 0 is more than max_upscale times coarser than the model's
+    resolution (beyond the tolerance): its tiles would be blown up from a few pixels."""
+    if spec.max_upscale is None:
+        return
+    limit = spec.max_upscale * spec.target_mpp * (1.0 + spec.mpp_tolerance)
+    if mpp > limit:
+        factor = mpp / spec.target_mpp
+        raise ResolutionError(
+            f"{slide_label}: its finest level is {mpp:.4g} microns per pixel, {factor:.3g}x "
+            f"coarser than the model's {spec.target_mpp:.4g} microns per pixel: its tiles would be "
+            f"upscaled more than {spec.max_upscale:g}x, inventing detail; embed a scan at "
+            f"{spec.target_mpp:.4g} microns per pixel or finer, use a model trained at a coarser "
+            "resolution, check --mpp if you gave it, or pass --allow-upscale to embed it anyway"
+        )
+
+
 def plan_tiles(
     levels: tuple[SlideLevel, ...],
     mpp: float,
@@ -63,6 +83,7 @@ def plan_tiles(
     spec: TilingSpec,
     slide_label: str = "slide",
 ) -> TileGrid:
+    check_upscale(mpp, spec, slide_label)
     level = choose_level(levels, mpp, spec)
     lv = levels[level]
     level_mpp = mpp * lv.downsample

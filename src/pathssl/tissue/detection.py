@@ -218,7 +218,8 @@ def _fill_small_holes(mask: np.ndarray, max_px: float) -> np.ndarray:
 
 
 def load_tissue_mask(path: Path, slide: Slide, mpp: float) -> TissueMask:
-    """A user's mask (any readable image, non-zero = tissue) that covers the whole slide."""
+    """A user's mask (any readable image, non-zero = tissue) that covers the whole slide.
+    Greyscale and 16-bit masks are read as stored; a mask that marks nothing is refused."""
     from pathssl.slide.opening import open_slide
 
     with open_slide(path) as mask_image:
@@ -226,7 +227,7 @@ def load_tissue_mask(path: Path, slide: Slide, mpp: float) -> TissueMask:
         lv = mask_image.levels[level]
         if lv.width * lv.height > 100_000_000:
             raise TissueError(f"{path}: tissue mask of {lv.width}x{lv.height} px is too large")
-        pixels = mask_image.read_region(0, 0, level, lv.width, lv.height)
+        mask = mask_image.read_nonzero(0, 0, level, lv.width, lv.height)
     w0, h0 = slide.dimensions
     sx, sy = w0 / lv.width, h0 / lv.height
     if abs(sx - sy) > 0.05 * max(sx, sy):
@@ -234,5 +235,10 @@ def load_tissue_mask(path: Path, slide: Slide, mpp: float) -> TissueMask:
             f"{path}: tissue mask is {lv.width}x{lv.height} px, not the shape of the slide "
             f"({w0}x{h0} px); give a mask that covers the whole slide"
         )
-    mask = pixels.max(axis=2) > 0
+    if not mask.any():
+        raise TissueError(
+            f"{path}: the tissue mask marks no tissue (all its {lv.width}x{lv.height} pixels are "
+            "0, and non-zero means tissue); give a mask with the tissue non-zero, or leave the "
+            "mask out to detect tissue"
+        )
     return TissueMask(mask, (sx, sy), mpp * (sx + sy) / 2, f"input:{path.name}")
