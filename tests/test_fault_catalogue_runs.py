@@ -364,3 +364,19 @@ def test_dangling_links_and_unreadable_folders_are_listed(
     reasons = {Path(item["path"]).name: item["reason"] for item in left_out}
     assert reasons["gone.svs"] == "dangling symbolic link"
     assert reasons["locked"].startswith("folder not readable")
+
+
+def test_upscaling_beyond_2x_is_refused_unless_allowed(
+    tmp_path: Path, cmu_slide: Path, tiny_bundle_dir: Path, capsys
+) -> None:
+    """A slide (here: told it is at 8 um/px) more than 2x coarser than the model's 2 um/px:
+    the slide fails with one line naming both resolutions and --allow-upscale; with
+    --allow-upscale it is embedded and the option is in its run identity."""
+    common = [str(cmu_slide), "--model", str(tiny_bundle_dir), "--mpp", "8", "--max-tiles", "2"]
+    assert main(["embed", *common, "--output", str(tmp_path / "a")]) == 1
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    error = summary["slides"][0]["error"]
+    assert "8 microns per pixel" in error and "--allow-upscale" in error and "\n" not in error
+    assert not (tmp_path / "a" / cmu_slide.stem).exists()
+    assert main(["embed", *common, "--output", str(tmp_path / "b"), "--allow-upscale"]) == 0
+    assert _identity(tmp_path / "b" / cmu_slide.stem)["options"]["allow_upscale"] is True

@@ -55,6 +55,7 @@ def plan_slide(slide_path: Path, bundle: EncoderBundle, options: EmbedOptions) -
             mpp_tolerance=options.mpp_tolerance,
             min_tissue_fraction=options.min_tissue_fraction,
             max_tiles=options.max_tiles,
+            max_upscale=None if options.allow_upscale else 2.0,
         )
         grid = plan_tiles(slide.levels, resolution.mpp, tissue, spec, str(slide_path))
         preview_image = thumb
