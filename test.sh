@@ -10,9 +10,9 @@
 # Usage: [PYTORCH_IMAGE=...] ./test.sh [TAG]
 # Float tolerance: rtol 1e-4 / atol 1e-5 on CPU (the expected output was made on CPU in fp32);
 # with a GPU, whose bf16 autocast rounds differently, feature vectors by direction (cosine
-# >= 0.999) and length (within 5 %), single numbers within 5e-2 (on an H200 the feature map
-# differed elementwise by up to 0.104). Structure, keys, shapes, coordinates and model hash
-# must match exactly.
+# >= 0.995) and length (within 5 %), single numbers within 5e-2 (on an H200 the feature map
+# differed elementwise by up to 0.104, by cosine down to 0.99857). Structure, keys, shapes,
+# coordinates and model hash must match exactly.
 set -euo pipefail
 cd "$(dirname "$0")"
 here="$(pwd)"
@@ -29,7 +29,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   gpu=(--gpus all)
   rtol=5e-2
   atol=5e-2
-  cosine=(--min-cosine 0.999)
+  cosine=(--min-cosine 0.995)
   agree=1e-3  # cuDNN may pick other kernels between runs
 fi
 

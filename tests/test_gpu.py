@@ -77,7 +77,7 @@ def test_process_py_end_to_end_on_gpu(tmp_path: Path) -> None:
     record = json.loads((out / "pathssl-run-record.json").read_text())
     assert record["device"].startswith("cuda") and record["engine"].startswith("pytorch")
     expected = ROOT / "test/expected_output/wsi"
-    assert compare_outputs(expected, out, rtol=5e-2, atol=5e-2, min_cosine=0.999) == []
+    assert compare_outputs(expected, out, rtol=5e-2, atol=5e-2, min_cosine=0.995) == []
 
 
 @pytest.mark.parametrize("method", ["simclr", "dino", "byol", "moco", "barlow"])
