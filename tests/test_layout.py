@@ -97,3 +97,21 @@ def test_no_import_circles() -> None:
 def test_pipeline_and_cli_are_no_longer_single_files() -> None:
     assert not (SRC / "pipeline.py").exists() and not (SRC / "cli.py").exists()
     assert (SRC / "cli").is_dir() and (SRC / "embed").is_dir()
+
+
+def test_functions_are_short_and_take_few_positional_parameters() -> None:
+    """No function over 60 lines; none with more than 5 positional parameters (self/cls not
+    counted): the rest are keyword-only."""
+    wrong = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            args = [*node.args.posonlyargs, *node.args.args]
+            if args and args[0].arg in ("self", "cls"):
+                args = args[1:]
+            lines = node.end_lineno - node.lineno + 1
+            if lines > 60 or len(args) > 5:
+                rel = path.relative_to(SRC).as_posix()
+                wrong.append(f"{rel}:{node.lineno} {node.name}: {lines} lines, {len(args)} args")
+    assert wrong == []

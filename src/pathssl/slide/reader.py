@@ -187,7 +187,7 @@ class Slide(ABC):
     def read_region(self, x_l0: int, y_l0: int, level: int, width: int, height: int) -> np.ndarray:
         """Read a (height, width, 3) RGB region at `level` whose top-left is level-0 (x, y)."""
         self._check_pixels()
-        region = self._checked(self._read, x_l0, y_l0, level, width, height)
+        region = self._checked(self._read, (x_l0, y_l0, level, width, height))
         if region.shape != (height, width, 3) or region.dtype != np.uint8:
             raise SlideReadError(f"{self.path}: reader returned {region.shape} {region.dtype}")
         return region
@@ -197,7 +197,7 @@ class Slide(ABC):
     ) -> Image.Image:
         """The same region as an RGB PIL image, for resizing without an extra copy."""
         self._check_pixels()
-        image = self._checked(self._read_image, x_l0, y_l0, level, width, height)
+        image = self._checked(self._read_image, (x_l0, y_l0, level, width, height))
         if image.mode != "RGB" or image.size != (width, height):
             raise SlideReadError(f"{self.path}: reader returned {image.mode} {image.size}")
         return image
@@ -205,7 +205,7 @@ class Slide(ABC):
     def read_nonzero(self, x_l0: int, y_l0: int, level: int, width: int, height: int) -> np.ndarray:
         """(height, width) bool: where any colour sample is non-zero (transparent pixels are
         zero). For masks: greyscale and 16-bit images are read as stored, never refused."""
-        mask = self._checked(self._read_nonzero, x_l0, y_l0, level, width, height)
+        mask = self._checked(self._read_nonzero, (x_l0, y_l0, level, width, height))
         if mask.shape != (height, width):
             raise SlideReadError(f"{self.path}: reader returned a mask of {mask.shape}")
         return mask
@@ -215,7 +215,9 @@ class Slide(ABC):
     ) -> np.ndarray:
         return self._read(x_l0, y_l0, level, width, height).max(axis=2) > 0
 
-    def _checked(self, read, x_l0: int, y_l0: int, level: int, width: int, height: int):
+    def _checked(self, read, region: tuple[int, int, int, int, int]):
+        """read(x_l0, y_l0, level, width, height), its failures worded as one line."""
+        x_l0, y_l0, level, width, height = region
         if not 0 <= level < len(self.levels):
             raise SlideReadError(f"{self.path}: level {level} does not exist")
         try:
