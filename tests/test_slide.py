@@ -137,13 +137,13 @@ def test_native_read_matches_openslide_public_api(
     """The straight-into-numpy read must give the pixels openslide-python's own API gives."""
     import openslide
 
-    from pathssl.slide.backends import _composite_on_white
+    from pathssl.slide.samples import composite_on_white
 
     path = CMU_SLIDE if name.startswith("aperio_CMU") else shared_slide(name)
     with open_slide(path) as slide, openslide.OpenSlide(str(path)) as osr:
         assert slide._native_read is not None
         public = np.asarray(osr.read_region((x, y), level, (w, h)))
-        expected = _composite_on_white(public, slide._background).astype(int)
+        expected = composite_on_white(public, slide._background).astype(int)
         region = slide.read_region(x, y, level, w, h)
         image = np.asarray(slide.read_region_image(x, y, level, w, h))
     assert region.flags.c_contiguous and region.shape == (h, w, 3)

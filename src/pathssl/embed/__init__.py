@@ -17,7 +17,6 @@ _EXPORTS = {
     "RunSettings": "pathssl.embed.run",
     "SlideReport": "pathssl.embed.run",
     "embed_slides": "pathssl.embed.run",
-    "is_complete": "pathssl.embed.run",
     "embed_slide": "pathssl.embed.slide",
     "OutputLayout": "pathssl.outputs.slide_outputs",
 }

@@ -86,18 +86,6 @@ def existing_identity(output_dir: Path, layout: OutputLayout) -> dict[str, Any] 
     return record.get("run_identity") or {}
 
 
-def is_complete(output_dir: Path, bundle: EncoderBundle, layout: OutputLayout) -> bool:
-    """Complete outputs made by this bundle's weights (whatever the options)."""
-    try:
-        record = json.loads((output_dir / layout.run_record).read_text())
-    except (OSError, ValueError):
-        return False
-    return (
-        existing_identity(output_dir, layout) is not None
-        and record.get("model", {}).get("weights_sha256") == bundle.weights_sha256
-    )
-
-
 def numerics(options: EmbedOptions) -> str:
     """The device kind, precision and engine the features will be computed with."""
     settings = DeviceSettings.auto(options.device)
@@ -178,18 +166,17 @@ def _embed_locked(slide: SlideInput, ctx: _Context) -> SlideReport:
             aggregator_sha256=getattr(ctx.aggregator, "sha256", None),
             numerics=ctx.numerics,
         )
-        decision = _decide(out_dir, ctx.options.layout, identity, ctx.run)
+        decision = _decide(slide.path, out_dir, identity, ctx)
         if decision.status in ("reused", "failed"):
             return decision
         return _embed_one(slide, ctx, identity, decision.note)
 
 
-def _decide(
-    out_dir: Path, layout: OutputLayout, identity: dict[str, Any], run: RunSettings
-) -> SlideReport:
+def _decide(path: Path, out_dir: Path, identity: dict[str, Any], ctx: _Context) -> SlideReport:
     """Reuse, redo (note says why) or refuse the slide's existing outputs."""
-    old = existing_identity(out_dir, layout)
-    report = SlideReport(identity["slide"]["path"], "embed", str(out_dir))
+    run = ctx.run
+    old = existing_identity(out_dir, ctx.options.layout)
+    report = SlideReport(str(path), "embed", str(out_dir))
     if old is None:
         return report
     changed = differences(old, identity)

@@ -47,19 +47,8 @@ def write_features_file(
     `per_tile` adds (N,) datasets (tile QC measures)."""
     augmented = augmented or []
     per_tile = per_tile or {}
-    if features.nbytes * (1 + len(augmented)) > IN_MEMORY_MAX_BYTES:
-        with h5py.File(path, "w") as h5:
-            _fill(
-                h5,
-                coords_l0,
-                features,
-                attrs,
-                augmented=augmented,
-                per_tile=per_tile,
-                chunk_rows=chunk_rows,
-            )
-        return
-    with h5py.File(f"{path}.in-memory", "w", driver="core", backing_store=False) as h5:
+
+    def fill(h5: h5py.File) -> None:
         _fill(
             h5,
             coords_l0,
@@ -69,6 +58,13 @@ def write_features_file(
             per_tile=per_tile,
             chunk_rows=chunk_rows,
         )
+
+    if features.nbytes * (1 + len(augmented)) > IN_MEMORY_MAX_BYTES:
+        with h5py.File(path, "w") as h5:
+            fill(h5)
+        return
+    with h5py.File(f"{path}.in-memory", "w", driver="core", backing_store=False) as h5:
+        fill(h5)
         h5.flush()
         image = h5.id.get_file_image()
     with open(path, "wb") as fh:
