@@ -1,9 +1,10 @@
 """The layout shows the data flow (issue #22): a stage never imports a later stage, the
 library never imports the command line, and no modules import each other in a circle.
 
-Stages in order: slide -> tissue -> tiles -> encoder -> outputs -> embed (drives them) ->
-grand_challenge -> cli. Beside them: training (the loop), pretrain, slide_ssl and evaluation,
-which may use any stage up to embed. errors.py, runtime.py and atomic.py are the base.
+Stages in order: slide -> tissue -> tiles -> encoder -> aggregation (pretrained slide encoders)
+-> outputs -> embed (drives them) -> grand_challenge -> cli. Beside them: training (the loop),
+pretrain, slide_ssl and evaluation, which may use any stage up to embed. errors.py, runtime.py
+and atomic.py are the base.
 """
 
 from __future__ import annotations
@@ -14,8 +15,18 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "pathssl"
 BASE = {"errors", "runtime", "atomic"}
 FACADE = "__init__"  # pathssl.load_encoder: the public API may reach any stage, not the CLI
-STAGES = ["slide", "tissue", "tiles", "encoder", "outputs", "embed", "grand_challenge", "cli"]
-BESIDE = {"training": 0, "pretrain": 5, "slide_ssl": 5, "evaluation": 5}  # highest stage used
+STAGES = [
+    "slide",
+    "tissue",
+    "tiles",
+    "encoder",
+    "aggregation",
+    "outputs",
+    "embed",
+    "grand_challenge",
+    "cli",
+]
+BESIDE = {"training": 0, "pretrain": 6, "slide_ssl": 6, "evaluation": 6}  # highest stage used
 
 
 def _imports(path: Path, module_level_only: bool) -> set[str]:

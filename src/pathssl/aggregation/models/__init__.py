@@ -1,0 +1,1 @@
+"""Slide-encoder architectures, written to load the published checkpoints' keys unchanged."""
