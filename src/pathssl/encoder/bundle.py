@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pathssl.encoder.poolers import ATTENTION_POOLINGS, AttentionPooledEncoder
 from pathssl.errors import ModelBundleError
 
 CONFIG_NAME = "config.json"
@@ -47,7 +48,8 @@ class EncoderConfig:
     trained: bool
     provenance: str
     timm_kwargs: dict[str, Any] = field(default_factory=dict)
-    pooling: str = "timm"  # "timm": the model's own pooled output; "cls+mean": Virchow-style
+    pooling: str = "timm"  # "timm": the model's own pooled output; "cls+mean": Virchow-style;
+    # "attentional-pooler(-mha)": CONCH's (encoder/poolers.py)
     layer_norm_eps: float | None = None  # set on every LayerNorm when not timm's default
     weights_sha256: str = ""
     format_version: int = 1
@@ -201,6 +203,8 @@ def build_module(config: EncoderConfig) -> torch.nn.Module:
                 layer.eps = config.layer_norm_eps
     if config.pooling == "cls+mean":
         return TokenPooling(backbone)
+    if config.pooling in ATTENTION_POOLINGS:  # CONCH's image towers
+        return AttentionPooledEncoder(backbone, config.pooling, config.embedding_dim)
     if config.pooling != "timm":
         raise ModelBundleError(f"unknown pooling {config.pooling!r} in model config")
     return backbone
