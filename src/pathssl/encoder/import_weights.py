@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from pathssl.encoder.bundle import EncoderConfig, build_module, load_weights
+from pathssl.encoder.conch_layout import fit_conch_v1_5
 from pathssl.encoder.export import save_bundle
 from pathssl.encoder.hf_layout import fit_position_embeddings, transformers_to_timm
 from pathssl.encoder.presets import Preset, get_preset
@@ -69,6 +70,8 @@ def published_to_timm(
     state = map_keys(state, preset)
     if preset.layout == "transformers":
         state = fit_position_embeddings(transformers_to_timm(state), target)
+    elif preset.layout == "conch-v1.5":
+        state = fit_conch_v1_5(state, target)
     elif preset.layout != "timm":
         raise ModelBundleError(f"preset {preset.name}: unknown checkpoint layout {preset.layout!r}")
     return state
