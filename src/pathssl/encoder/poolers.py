@@ -71,6 +71,7 @@ class AttentionPooledEncoder(torch.nn.Module):
             AttentionalPooler if pooling == "attentional-pooler" else MultiheadAttentionalPooler
         )
         self.trunk = trunk
+        self.num_features = embedding_dim  # what the module gives per tile, as timm names it
         self.attn_pool_contrast = pooler(embedding_dim, trunk.num_features)
         self.ln_contrast = torch.nn.LayerNorm(embedding_dim)
 

@@ -53,6 +53,8 @@ def get_preset(name: str) -> Preset:
 
 # Import the preset files so that they register themselves.
 from pathssl.encoder.presets import (  # noqa: E402, F401
+    conch_v1,
+    conch_v1_5,
     h_optimus_0,
     h_optimus_1,
     hibou_l,
