@@ -36,7 +36,7 @@ class SlideEncoderPreset:
     build: Callable[[], torch.nn.Module]  # architecture with random weights, no network
     load_weights: Callable[[torch.nn.Module, Path], None]  # from the local folder
     encode: EncodeFn
-    mpp_tolerance: float = 0.1  # relative: 0.5 mpp accepts 0.45-0.55
+    mpp_tolerance: float = 0.05  # relative, on the tile side in microns (see pairing_problem)
 
 
 SLIDE_ENCODERS: dict[str, SlideEncoderPreset] = {}
@@ -63,3 +63,35 @@ def slide_encoder_names() -> list[str]:
     import pathssl.aggregation.presets  # noqa: F401
 
     return sorted(SLIDE_ENCODERS)
+
+
+def pairing_problem(
+    preset: SlideEncoderPreset,
+    tile_encoder: str,
+    tile_embedding_dim: int,
+    tile_size_px: int,
+    tile_mpp: float,
+) -> str | None:
+    """One line when the tile encoder's features do not fit the slide encoder, else None.
+
+    Tiles must come from an accepted tile encoder and cover the same square of tissue (side
+    in microns, within mpp_tolerance): a tile encoder may read fewer pixels at a coarser
+    resolution (CONCH v1.5: 448 px at 0.571 um/px for TITAN's 512 px at 0.5 um/px).
+    """
+    side_um = preset.tile_size_px * preset.target_mpp
+    tile_side_um = tile_size_px * tile_mpp
+    fits = (
+        tile_encoder in preset.tile_encoders
+        and tile_embedding_dim == preset.tile_embedding_dim
+        and abs(tile_side_um - side_um) <= preset.mpp_tolerance * side_um
+    )
+    if fits:
+        return None
+    return (
+        f"slide encoder {preset.name} needs {' or '.join(preset.tile_encoders)} tiles "
+        f"({preset.tile_embedding_dim}-d) of {preset.tile_size_px} px at {preset.target_mpp:g} "
+        f"mpp ({side_um:g} um); the model is {tile_encoder} ({tile_embedding_dim}-d) at "
+        f"{tile_size_px} px, {tile_mpp:g} mpp ({tile_side_um:g} um); give a "
+        f"{preset.tile_encoders[0]} bundle (`pathssl import-weights --preset "
+        f"{preset.tile_encoders[0]}`) with --model"
+    )

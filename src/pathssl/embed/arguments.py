@@ -42,6 +42,21 @@ def add_embedding_arguments(p: argparse.ArgumentParser) -> None:
         "(default: auto)",
     )
     p.add_argument(
+        "--slide-encoder",
+        default=None,
+        metavar="NAME",
+        help="slide embedding by a pretrained slide encoder (titan, feather, ...: see "
+        "docs/slide-encoders.md) instead of the mean; needs --slide-encoder-weights and a "
+        "tile encoder it was trained on (checked)",
+    )
+    p.add_argument(
+        "--slide-encoder-weights",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder holding the slide encoder's downloaded weight files (never downloaded)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=None,
@@ -64,5 +79,7 @@ def embedding_options(args: argparse.Namespace, **more: object) -> EmbedOptions:
         gpu_decode=args.gpu_decode,
         num_workers=args.workers,
         read_threads=args.read_threads,
+        slide_encoder=args.slide_encoder,
+        slide_encoder_weights=args.slide_encoder_weights,
         **more,
     )

@@ -27,6 +27,9 @@ def result_options(options: EmbedOptions) -> dict[str, Any]:
     chosen = asdict(options)
     for key in NOT_RESULT_AFFECTING:
         chosen.pop(key)
+    chosen.pop("slide_encoder_weights")  # where the files lie; their sha256 is the model's
+    if chosen.get("slide_encoder") is None:  # identities made before slide encoders still match
+        chosen.pop("slide_encoder")
     chosen.pop("device")  # stands in the record as the numerics it gives (`numerics`)
     return json.loads(json.dumps(chosen, default=str))
 
@@ -55,6 +58,7 @@ def run_identity(
                 "std": list(cfg.std),
             },
             "slide_aggregator_sha256": aggregator_sha256,
+            **_bundled_slide_encoder(bundle),
         },
         "numerics": numerics,
         "pathssl_version": pathssl.__version__,
@@ -62,6 +66,19 @@ def run_identity(
     }
     record["digest"] = digest(record)
     return record
+
+
+def _bundled_slide_encoder(bundle: EncoderBundle) -> dict[str, Any]:
+    """The preset named by a pretrained slide encoder inside the model directory (its weights'
+    sha256 is slide_aggregator_sha256); nothing when there is none, so that identities made
+    before slide encoders existed still match."""
+    manifest = Path(bundle.path) / "slide_encoder" / "slide_encoder.json"
+    if not manifest.is_file():
+        return {}
+    try:
+        return {"slide_encoder": json.loads(manifest.read_text()).get("preset")}
+    except (OSError, ValueError, AttributeError):
+        return {"slide_encoder": "unreadable manifest"}
 
 
 def digest(record: dict[str, Any]) -> str:

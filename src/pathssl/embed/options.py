@@ -34,6 +34,8 @@ class EmbedOptions:
     gpu_decode: bool = True  # on CUDA, decode JPEG-tiled slides' tiles on the GPU
     augmentations: int = 0  # K augmented copies of every tile's features (slide-level SSL)
     allow_upscale: bool = False  # read a slide coarser than the model's resolution (upscaled)
+    slide_encoder: str | None = None  # a pretrained slide-encoder preset (docs/slide-encoders.md)
+    slide_encoder_weights: Path | None = None  # the folder holding its downloaded weight files
     layout: OutputLayout = field(default_factory=OutputLayout)
 
     def __post_init__(self) -> None:
@@ -74,4 +76,32 @@ def _problems(o: EmbedOptions) -> list[str]:
         out.append(f"--engine {o.engine}: choose one of {', '.join(ENGINES)}")
     if o.tissue_mask is not None and not Path(o.tissue_mask).exists():
         out.append(f"--tissue-mask {o.tissue_mask}: no such file or folder")
-    return out
+    return out + _slide_encoder_problems(o)
+
+
+def _slide_encoder_problems(o: EmbedOptions) -> list[str]:
+    """The preset exists and its weight files are in the folder (no slide opened yet)."""
+    if o.slide_encoder is None:
+        if o.slide_encoder_weights is not None:
+            return ["--slide-encoder-weights needs --slide-encoder NAME"]
+        return []
+    from pathssl.aggregation.registry import SLIDE_ENCODERS, slide_encoder_names
+
+    names = slide_encoder_names()
+    if o.slide_encoder not in names:
+        return [f"--slide-encoder {o.slide_encoder}: choose one of {', '.join(names)}"]
+    preset = SLIDE_ENCODERS[o.slide_encoder]
+    files = ", ".join(preset.weight_files)
+    if o.slide_encoder_weights is None:
+        return [
+            f"--slide-encoder {o.slide_encoder} needs --slide-encoder-weights DIR, the folder "
+            f"holding {files} from {preset.download}"
+        ]
+    folder = Path(o.slide_encoder_weights)
+    missing = [f for f in preset.weight_files if not (folder / f).is_file()]
+    if missing:
+        return [
+            f"--slide-encoder-weights {folder}: {missing[0]} not found there; download "
+            f"{files} from {preset.download} into it"
+        ]
+    return []

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from pathssl.atomic import staged_outputs
-from pathssl.embed.aggregation import SlideAggregator, default_aggregator
+from pathssl.embed.aggregation import SlideAggregator, choose_aggregator
 from pathssl.embed.identity import code_note, differences, run_identity
 from pathssl.embed.inputs import InputPlan, SlideInput, plan_inputs
 from pathssl.embed.options import EmbedOptions
@@ -129,7 +129,7 @@ def embed_slides(
             len(plan.slides),
         )
     check_writable(output_root)  # one line before any work if the folder cannot be written
-    aggregator = aggregator or default_aggregator(bundle.path)  # load a slide encoder once
+    aggregator = aggregator or choose_aggregator(bundle, options)  # load a slide encoder once
     ctx = _Context(output_root, bundle, options, run, aggregator, numerics(options))
     reports = []
     for slide in owned:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 import pathssl
 from pathssl.atomic import Stage, staged_outputs
-from pathssl.embed.aggregation import SlideAggregator, default_aggregator
+from pathssl.embed.aggregation import SlideAggregator, aggregate, choose_aggregator
 from pathssl.embed.options import EmbedOptions
 from pathssl.embed.plan import SlidePlan, plan_slide
 from pathssl.embed.records import drop_flagged, h5_attrs, judges_ink, tiling_record, tissue_record
@@ -79,7 +79,7 @@ def embed_slide(
     slide_path, output_dir = Path(slide_path), Path(output_dir)
     options = options or EmbedOptions()
     title = title or slide_path.name
-    aggregator = aggregator or default_aggregator(bundle.path)
+    aggregator = aggregator or choose_aggregator(bundle, options)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     plan = plan_slide(slide_path, bundle, options)
@@ -92,7 +92,7 @@ def embed_slide(
         timings["embedding_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         grid, tiles, qc_summary = _apply_tile_qc(slide_path, plan.grid, tiles, options)
-        embedding = aggregator(tiles.features, grid.grid_rc)
+        embedding = aggregate(aggregator, tiles.features, grid)
         if not np.isfinite(embedding).all():
             raise PathsslError(f"{slide_path}: slide embedding is not finite")
         outputs = _slide_outputs(title, plan, grid, tiles, embedding=embedding, bundle=bundle)
