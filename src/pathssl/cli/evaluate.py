@@ -1,4 +1,5 @@
-"""`pathssl evaluate` (probes on labelled tiles) and `make-dev-tasks`."""
+"""`pathssl evaluate` (probes on labelled tiles), `benchmark` (the visible benchmark) and
+`make-dev-tasks`."""
 
 from __future__ import annotations
 
@@ -146,7 +147,81 @@ def _run_dev_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark",
+        help="the visible benchmark: candidate, random twin and anchor side by side",
+        description="Grouped cross-validation over every labelled set of SHARED/labelled and "
+        "MoNuSeg's organ of origin: logistic probe on tile features, balanced accuracy of the "
+        "predictions pooled over folds, 95 %% group-bootstrap intervals; the candidate bundle, "
+        "its random twin and the anchor bundle in one run, and whether the candidate meets "
+        "the bar for a new default (issue #23).",
+    )
+    p.add_argument("--model", type=Path, default=None, help="candidate bundle (default: model/)")
+    p.add_argument(
+        "--anchor", type=Path, required=True, help="anchor bundle (ImageNet MobileNetV2)"
+    )
+    p.add_argument(
+        "--compare", action="append", default=[], metavar="NAME=BUNDLE", help="more bundles"
+    )
+    p.add_argument("--shared", type=Path, default=Path("../shared/data"), help="shared data folder")
+    p.add_argument("--folds", type=int, default=5, help="folds over groups (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="fold draws (default: %(default)s)")
+    p.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default: %(default)s)")
+    p.add_argument("--output", type=Path, default=None, help="write the results as JSON")
+    p.add_argument("--plot", type=Path, default=None, help="write a PNG of the table")
+    p.set_defaults(func=_run_benchmark)
+
+
+def _named_bundles(items: list[str], taken: set[str]) -> dict[str, Path]:
+    named = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or name in taken or name in named:
+            raise PathsslError(f"--compare {item!r}: expected NAME=BUNDLE with a new NAME")
+        named[name] = Path(path)
+    return named
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    import json
+
+    from pathssl.encoder.bundle import resolve_model_dir
+    from pathssl.evaluation import visible_benchmark as vb
+    from pathssl.evaluation.visible_tasks import visible_tasks
+
+    if args.folds < 2 or args.repeats < 1 or args.boot < 100:
+        raise PathsslError("--folds 2+, --repeats 1+ and --boot 100+ are needed")
+    model_dir = resolve_model_dir(args.model)
+    compare = _named_bundles(args.compare, {"candidate", "anchor", vb.TWIN})
+    encoders = [
+        vb.bundle_encoder("candidate", model_dir),
+        vb.twin_encoder(model_dir),
+        vb.bundle_encoder("anchor", args.anchor),
+        *(vb.bundle_encoder(name, path) for name, path in compare.items()),
+    ]
+    results = vb.run_visible_benchmark(
+        visible_tasks(args.shared),
+        encoders,
+        folds=args.folds,
+        repeats=args.repeats,
+        n_boot=args.boot,
+    )
+    results["done_when"] = vb.done_when(results, "anchor")
+    print(vb.format_benchmark(results))
+    print(f"bar for a new default met: {results['done_when']['met']} ({results['done_when']})")
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(results, indent=2) + "\n")
+    if args.plot:
+        from pathssl.evaluation.benchmark_plot import write_plot
+
+        write_plot(results, args.plot)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's commands."""
     _add_evaluate(sub)
+    _add_benchmark(sub)
     _add_dev_tasks(sub)
