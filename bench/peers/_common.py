@@ -1,6 +1,7 @@
 """What every peer runner shares, imported inside that peer's own venv: the arguments, the
-tiling (224 px at 0.5 um/px), the same ResNet-18 (timm's `resnet18` with a pathssl bundle's
-safetensors weights, global average pooling, 512-d) and the one result line."""
+tiling (the bundle's input_size_px at its target_mpp, as `pathssl embed` tiles), the same
+ResNet-18 (timm's `resnet18` with a pathssl bundle's safetensors weights, global average
+pooling, 512-d) and the one result line."""
 
 from __future__ import annotations
 
@@ -12,9 +13,6 @@ import timm
 import torch
 from safetensors.torch import load_file
 
-TILE_PX = 224
-MPP = 0.5
-
 
 def runner_arguments(description: str) -> argparse.Namespace:
     """--slide, --bundle (a pathssl resnet18 bundle), --out (a fresh folder), --batch-size."""
@@ -24,6 +22,12 @@ def runner_arguments(description: str) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--batch-size", type=int, default=64)
     return ap.parse_args()
+
+
+def bundle_tiling(bundle: Path) -> tuple[int, float]:
+    """(tile side in px, um/px) that pathssl embeds the bundle at: every peer tiles the same."""
+    config = json.loads((bundle / "config.json").read_text())
+    return int(config["input_size_px"]), float(config["target_mpp"])
 
 
 def load_resnet18(bundle: Path) -> tuple[torch.nn.Module, list[float], list[float]]:

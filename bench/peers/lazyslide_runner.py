@@ -1,4 +1,5 @@
-"""lazyslide: find_tissues -> tile_tissues(224 px at 0.5 um/px) -> feature_extraction with the
+"""lazyslide: find_tissues -> tile_tissues(the bundle's tile side at its um/px; lazyslide reads
+the nearest level and resizes when no level has that mpp) -> feature_extraction with the
 shared ResNet-18 and its normalisation; the WSIData (zarr) written to --out as lazyslide does."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import MPP, TILE_PX, load_resnet18, report, runner_arguments
+from _common import bundle_tiling, load_resnet18, report, runner_arguments
 
 
 def main() -> None:
@@ -20,12 +21,13 @@ def main() -> None:
     from wsidata import open_wsi
 
     module, mean, std = load_resnet18(args.bundle)
+    tile_px, mpp = bundle_tiling(args.bundle)
     transform = v2.Compose(
         [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     )
     wsi = open_wsi(args.slide, store=str(args.out / "slide.zarr"))
     zs.pp.find_tissues(wsi)
-    zs.pp.tile_tissues(wsi, TILE_PX, mpp=MPP)
+    zs.pp.tile_tissues(wsi, tile_px, mpp=mpp)
     features = zs.tl.feature_extraction(
         wsi,
         module,

@@ -1,6 +1,8 @@
 """slide2vec: hs2p tissue segmentation and tiling, then its embedding loop, with the shared
-ResNet-18 registered as a slide2vec tile encoder (224 px at 0.5 um/px, fp32, as its presets are
-declared); tile features written to --out as slide2vec does."""
+ResNet-18 registered as a slide2vec tile encoder (the bundle's tile side as its input_size and
+its um/px as its supported spacing, fp32, as slide2vec's presets are declared: slide2vec tiles
+at the preset's spacing and size, reading the level within its 5 % tolerance or resizing from a
+finer one); tile features written to --out as slide2vec does."""
 
 from __future__ import annotations
 
@@ -10,12 +12,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import MPP, TILE_PX, load_resnet18, report, runner_arguments
+from _common import bundle_tiling, load_resnet18, report, runner_arguments
 
 
 def main() -> None:
     args = runner_arguments(__doc__)
     os.environ["PATHSSL_PEER_BUNDLE"] = str(args.bundle.resolve())
+    tile_px, mpp = bundle_tiling(args.bundle)
 
     import slide2vec
     from slide2vec import ExecutionOptions, Model, PreprocessingConfig
@@ -25,9 +28,9 @@ def main() -> None:
     @register_encoder(
         "pathssl-resnet18",
         encode_dim=512,
-        input_size=TILE_PX,
+        input_size=tile_px,
         supports_variable_input_size=False,
-        supported_spacing_um=MPP,
+        supported_spacing_um=mpp,
         precision="fp32",
         source="local pathssl bundle",
     )
@@ -37,7 +40,7 @@ def main() -> None:
             super().__init__(
                 module,
                 encode_dim=512,
-                input_size=TILE_PX,
+                input_size=tile_px,
                 mean=tuple(mean),
                 std=tuple(std),
                 output_variant=output_variant,

@@ -1,6 +1,8 @@
-"""TIAToolbox: DeepFeatureExtractor in WSI mode (its automatic tissue mask, 224 px patches
-at 0.5 um/px, stride 224) with the shared ResNet-18 as a TIAToolbox model (normalisation in
-its forward, as TIAToolbox's own backbones take 0-255 NHWC batches); zarr written to --out."""
+"""TIAToolbox: DeepFeatureExtractor in WSI mode (its automatic tissue mask, patches of the
+bundle's tile side at its um/px, stride one tile; TIAToolbox reads the nearest level and
+resizes when no level has that mpp) with the shared ResNet-18 as a TIAToolbox model
+(normalisation in its forward, as TIAToolbox's own backbones take 0-255 NHWC batches); zarr
+written to --out."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import MPP, TILE_PX, load_resnet18, report, runner_arguments
+from _common import bundle_tiling, load_resnet18, report, runner_arguments
 
 
 def main() -> None:
@@ -24,6 +26,7 @@ def main() -> None:
     from tiatoolbox.models.models_abc import ModelABC
 
     module, mean, std = load_resnet18(args.bundle)
+    tile_px, mpp = bundle_tiling(args.bundle)
 
     class SharedResnet18(ModelABC):
         def __init__(self) -> None:
@@ -40,9 +43,9 @@ def main() -> None:
             return [_infer_batch(model=model, batch_data=batch_data, device=device)]
 
     ioconfig = IOPatchPredictorConfig(
-        input_resolutions=[{"units": "mpp", "resolution": MPP}],
-        patch_input_shape=(TILE_PX, TILE_PX),
-        stride_shape=(TILE_PX, TILE_PX),
+        input_resolutions=[{"units": "mpp", "resolution": mpp}],
+        patch_input_shape=(tile_px, tile_px),
+        stride_shape=(tile_px, tile_px),
     )
     extractor = DeepFeatureExtractor(
         model=SharedResnet18(), batch_size=args.batch_size, verbose=False
