@@ -393,6 +393,9 @@ def test_peer_comparison_runs_the_bundled_weights() -> None:
     bundle = load_bundle(None)
     peer, mean, std = peer_common.load_resnet18(bundle.path)
     assert (tuple(mean), tuple(std)) == (tuple(bundle.config.mean), tuple(bundle.config.std))
+    # the peers tile as pathssl embeds this bundle: its tile side at its um/px
+    tiling = (bundle.config.input_size_px, bundle.config.target_mpp)
+    assert peer_common.bundle_tiling(bundle.path) == tiling
     x = torch.randn(4, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         ours, theirs = bundle.module(x), peer(x)
