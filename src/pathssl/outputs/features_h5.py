@@ -1,5 +1,8 @@
 """features.h5 in the CLAM/TRIDENT layout: `features` (N, C) float32 and `coords` (N, 2)
-level-0 (x, y), plus attributes describing resolution, tiling and model."""
+level-0 (x, y), plus attributes describing resolution, tiling and model: on the file, and
+TRIDENT's names also on the `coords` and `features` datasets, where TRIDENT reads them
+(trident/wsi_objects/WSI.py extract_slide_features: `dict(f['coords'].attrs)`, whose
+`patch_size_level0` the TITAN and PRISM wrappers use)."""
 
 from __future__ import annotations
 
@@ -24,7 +27,35 @@ def create_features_file(
     h5.create_dataset("coords", data=coords_l0.astype(np.int64))
     for key, value in attrs.items():
         h5.attrs[key] = value
+    _peer_attrs(h5, attrs)
     return h5
+
+
+def peer_coords_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The `coords` attributes TRIDENT writes (trident/IO.py coords_to_h5), from ours:
+    magnification as 10 / (microns per pixel), unrounded, so that TRIDENT's
+    patch_size * level0_magnification / target_magnification gives our level-0 tile side."""
+    need = ("patch_size", "patch_size_level0", "mpp", "patch_mpp")
+    if any(key not in attrs for key in need):
+        return {}
+    out = {
+        "patch_size": int(attrs["patch_size"]),
+        "patch_size_level0": int(attrs["patch_size_level0"]),
+        "patch_level": int(attrs.get("patch_level", 0)),
+        "level0_magnification": 10.0 / float(attrs["mpp"]),
+        "target_magnification": 10.0 / float(attrs["patch_mpp"]),
+        "overlap": 0,  # the grid's step is the tile side
+    }
+    if "level_dim" in attrs:
+        out["level0_width"], out["level0_height"] = (int(v) for v in attrs["level_dim"])
+    return out
+
+
+def _peer_attrs(h5: h5py.File, attrs: dict[str, Any]) -> None:
+    for key, value in peer_coords_attrs(attrs).items():
+        h5["coords"].attrs[key] = value
+    if "model_name" in attrs:
+        h5["features"].attrs["encoder"] = attrs["model_name"]
 
 
 # Up to this size features.h5 is assembled in memory and written with plain file I/O, so a
@@ -87,6 +118,7 @@ def _fill(
     h5.create_dataset("coords", data=coords_l0.astype(np.int64))
     for key, value in attrs.items():
         h5.attrs[key] = value
+    _peer_attrs(h5, attrs)
     for name, values in per_tile.items():
         h5.create_dataset(name, data=np.asarray(values))
     for start in range(0, rows, chunk_rows):
