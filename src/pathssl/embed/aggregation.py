@@ -58,8 +58,8 @@ class PretrainedSlideEncoder:
         import torch
 
         with torch.inference_mode():
-            x = torch.as_tensor(np.asarray(features, np.float32), device=self.device)
-            xy = torch.as_tensor(np.asarray(coords_l0_px, np.int64), device=self.device)
+            x = torch.tensor(np.asarray(features, np.float32), device=self.device)
+            xy = torch.tensor(np.asarray(coords_l0_px, np.int64), device=self.device)
             out = self.preset.encode(self.model, x, xy, int(step_l0_px))
         return out.float().cpu().numpy().reshape(-1)
 
