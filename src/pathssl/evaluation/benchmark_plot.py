@@ -20,7 +20,7 @@ def write_plot(results: dict, path: Path) -> None:
         ) from exc
     rows = {**results["tasks"], "mean over tasks": results["mean"]}
     names = list(results["encoders"])
-    fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.55 * len(rows)), dpi=100)
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.55 * len(rows)), dpi=100)
     for j, name in enumerate(names):
         offset = (j - (len(names) - 1) / 2) * 0.22
         for i, row in enumerate(rows.values()):
@@ -41,7 +41,7 @@ def write_plot(results: dict, path: Path) -> None:
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("balanced accuracy (95 % group-bootstrap interval)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
