@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from pathssl.embed import EmbedOptions, embed_slide  # noqa: E402
 from pathssl.encoder.bundle import load_bundle, normalise  # noqa: E402
-from pathssl.encoder.inference import DeviceSettings, prepare_module  # noqa: E402
+from pathssl.encoder.inference import DeviceSettings, engine_input, prepare_module  # noqa: E402
 from pathssl.encoder.openvino_engine import resolve_engine  # noqa: E402
 from pathssl.slide import open_slide, resolve_mpp  # noqa: E402
 from pathssl.tiles.grid import TilingSpec, plan_tiles  # noqa: E402
@@ -136,11 +136,8 @@ def encoder_ceiling(
         else contextlib.nullcontext()
     )
 
-    layout = getattr(module, "input_memory_format", torch.channels_last)  # as embed_batches
-
-    def step() -> None:
-        x = normalise(batch.to(settings.device), bundle.config)
-        module(x.contiguous(memory_format=layout))
+    def step() -> None:  # as embed_batches: to the device, as the engine takes it, encode
+        module(engine_input(module, batch.to(settings.device), bundle.config))
 
     with torch.inference_mode(), autocast:
         step()  # warm-up

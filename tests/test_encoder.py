@@ -303,8 +303,9 @@ def test_wrong_checkpoint_for_preset(tmp_path: Path) -> None:
         import_weights("resnet50", ckpt, tmp_path / "out")
 
 
-def _real_tiles(cmu_slide: Path, config) -> torch.Tensor:
-    """16 normalised (3, S, S) tiles of CMU tissue at the bundle's input size, NCHW."""
+def _real_tiles(cmu_slide: Path, config, normalised: bool = True) -> torch.Tensor:
+    """16 (3, S, S) tiles of CMU tissue at the bundle's input size, NCHW: normalised, or
+    uint8 as read."""
     from pathssl.encoder.bundle import normalise
     from pathssl.slide import open_slide
 
@@ -312,7 +313,8 @@ def _real_tiles(cmu_slide: Path, config) -> torch.Tensor:
     with open_slide(cmu_slide) as slide:
         region = slide.read_region(500, 1000, 0, 4 * size, 4 * size)
     grid = torch.from_numpy(region).permute(2, 0, 1).unflatten(1, (4, size)).unflatten(3, (4, size))
-    return normalise(grid.permute(1, 3, 0, 2, 4).reshape(16, 3, size, size).contiguous(), config)
+    tiles = grid.permute(1, 3, 0, 2, 4).reshape(16, 3, size, size).contiguous()
+    return normalise(tiles, config) if normalised else tiles
 
 
 def test_channels_last_inference_matches_nchw(cmu_slide: Path) -> None:
@@ -337,7 +339,12 @@ def test_openvino_engine_matches_pytorch(cmu_slide: Path, tmp_path: Path, bundle
     any batch size (the batch dimension is dynamic)."""
     pytest.importorskip("openvino", reason="pip install -r requirements.txt")
     from pathssl.encoder.export import save_bundle
-    from pathssl.encoder.inference import DeviceSettings, engine_description, prepare_module
+    from pathssl.encoder.inference import (
+        DeviceSettings,
+        engine_description,
+        engine_input,
+        prepare_module,
+    )
 
     if bundle_kind == "bundled-resnet18":
         bundle = load_bundle(ROOT / "model")
@@ -352,14 +359,16 @@ def test_openvino_engine_matches_pytorch(cmu_slide: Path, tmp_path: Path, bundle
         )
         save_bundle(build_module(config).eval(), config, tmp_path / "vit")
         bundle = load_bundle(tmp_path / "vit")
-    x = _real_tiles(cmu_slide, bundle.config)
+    tiles = _real_tiles(cmu_slide, bundle.config, normalised=False)
     settings = DeviceSettings.auto("cpu")
     with torch.inference_mode():
-        reference = prepare_module(bundle, settings, engine="pytorch")(x)
+        pytorch = prepare_module(bundle, settings, engine="pytorch")
+        reference = pytorch(engine_input(pytorch, tiles, bundle.config))
         engine = prepare_module(bundle, settings, engine="openvino")
         assert engine_description(engine).startswith("openvino")
-        for batch in (x, x[:5]):
-            out = engine(batch.contiguous(memory_format=torch.channels_last))
+        assert engine.normalises_input  # the mean and std are in the OpenVINO graph
+        for batch in (tiles, tiles[:5]):
+            out = engine(engine_input(engine, batch, bundle.config))
             expected = reference[: len(batch)]
             assert out.shape == expected.shape
             assert (out - expected).abs().max() <= 1e-5 * expected.abs().max()

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -82,13 +83,17 @@ def embed_slide(
     aggregator = aggregator or choose_aggregator(bundle, options)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    plan = plan_slide(slide_path, bundle, options)
+    # the engine is prepared (OpenVINO: converted, ~1.8 s) while the slide is planned
+    with ThreadPoolExecutor(1, thread_name_prefix="pathssl-engine") as pool:
+        engine = pool.submit(prepare_engine, bundle, options)
+        plan = plan_slide(slide_path, bundle, options)
+        module = engine.result()
     timings["tissue_and_tiling_s"] = time.perf_counter() - t0
     _log_plan(title, plan)
     check_free_space(output_dir, _estimated_bytes(plan, bundle, options), str(slide_path))
     with staged_outputs(output_dir) as stage:
         t1 = time.perf_counter()
-        tiles = embed_tiles(stage, slide_path, plan, bundle, options)
+        tiles = embed_tiles(stage, slide_path, plan, bundle, options, module=module)
         timings["embedding_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         grid, tiles, qc_summary = _apply_tile_qc(slide_path, plan.grid, tiles, options)
@@ -212,22 +217,30 @@ def _slide_outputs(
     )
 
 
+def prepare_engine(bundle: EncoderBundle, options: EmbedOptions) -> torch.nn.Module:
+    """The encoder on the engine and device the options ask for (prepared once a bundle)."""
+    settings = DeviceSettings.auto(options.device)
+    engine = options.engine if not (options.compile and options.engine == "auto") else "pytorch"
+    return prepare_module(
+        bundle, settings, options.compile, resolve_engine(engine, settings.device)
+    )
+
+
 def embed_tiles(
     stage: Stage,
     slide_path: Path,
     plan: SlidePlan,
     bundle: EncoderBundle,
     options: EmbedOptions,
+    *,
+    module: torch.nn.Module | None = None,
 ) -> EmbeddedTiles:
     """Features of every tile of the plan (and of K augmented copies), staged in scratch
     files of `stage`, with tile QC measured on the way."""
     grid, dim = plan.grid, bundle.config.embedding_dim
     settings = DeviceSettings.auto(options.device)
     blocks = plan_blocks(grid, plan.downsample, options.block_tiles)
-    engine = options.engine if not (options.compile and options.engine == "auto") else "pytorch"
-    module = prepare_module(
-        bundle, settings, options.compile, resolve_engine(engine, settings.device)
-    )
+    module = module if module is not None else prepare_engine(bundle, options)
     device_reader, loader_used = _device_reader(slide_path, plan, blocks, settings, options)
     name = slide_path.name
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pathssl.encoder.bundle import EncoderBundle, normalise
+from pathssl.encoder.bundle import EncoderBundle, EncoderConfig, normalise
 from pathssl.errors import PathsslError
 from pathssl.tiles.loading import iter_batches
 
@@ -50,13 +51,15 @@ def prepare_module(
     only), converted for OpenVINO; see openvino_engine.py and `engine_description`. Prepared
     once per bundle, device and engine, and reused for the next slides of a run."""
     key = (str(settings.device), engine, compile_module)
-    cache = _PREPARED.setdefault(bundle.module, {})
-    if key not in cache:
-        cache[key] = _prepare(bundle, settings, compile_module, engine)
-    return cache[key]
+    with _PREPARING:  # prepared in a thread while the slide is planned: never twice
+        cache = _PREPARED.setdefault(bundle.module, {})
+        if key not in cache:
+            cache[key] = _prepare(bundle, settings, compile_module, engine)
+        return cache[key]
 
 
 _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PREPARING = threading.Lock()
 atexit.register(_PREPARED.clear)  # prepared engines released before the interpreter's teardown
 
 
@@ -77,7 +80,8 @@ def _prepare(
             )
 
         try:
-            return OpenVinoEncoder(module, bundle.config.input_size_px)
+            cfg = bundle.config
+            return OpenVinoEncoder(module, cfg.input_size_px, cfg.mean, cfg.std)
         except Exception as exc:  # an architecture the converter does not take: say so
             log.warning(
                 "OpenVINO cannot convert %s (%s: %s); running it with PyTorch",
@@ -88,6 +92,18 @@ def _prepare(
     if compile_module:
         module = torch.compile(module)
     return module
+
+
+def engine_input(
+    module: torch.nn.Module, tiles: torch.Tensor, config: EncoderConfig
+) -> torch.Tensor:
+    """Tiles (uint8, or float on the 0-255 scale) as `module` takes them: normalised and
+    channels last for PyTorch; for an engine that normalises inside its graph, only made float
+    (in the layout it asks for). One pass over the batch either way."""
+    layout = getattr(module, "input_memory_format", torch.channels_last)
+    if getattr(module, "normalises_input", False):
+        return tiles.to(torch.float32).contiguous(memory_format=layout)
+    return normalise(tiles, config).contiguous(memory_format=layout)
 
 
 def engine_description(module: torch.nn.Module) -> str:
@@ -123,10 +139,7 @@ def embed_batches(
                 inspect(tiles.cpu().numpy(), indices.numpy())
             if augment is not None:
                 tiles = augment(tiles, batch_number)
-            x = tiles.to(settings.device, non_blocking=True)
-            # channels last for PyTorch; an engine that wants NCHW says so (no copy each way)
-            layout = getattr(module, "input_memory_format", torch.channels_last)
-            x = normalise(x, bundle.config).contiguous(memory_format=layout)
+            x = engine_input(module, tiles.to(settings.device, non_blocking=True), bundle.config)
             out = module(x).float().cpu().numpy()
             if out.ndim != 2 or out.shape[1] != embedding_dim:
                 raise PathsslError(

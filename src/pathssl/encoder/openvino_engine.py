@@ -56,9 +56,19 @@ def resolve_engine(engine: str, device: torch.device) -> str:
 
 
 class OpenVinoEncoder(torch.nn.Module):
-    """Call like the PyTorch module it was converted from: (N, 3, S, S) float -> (N, D)."""
+    """(N, 3, S, S) float tiles on the 0-255 scale -> (N, D) features. The encoder's mean and
+    std are in the OpenVINO graph (folded into the first layer by the plugin), so tiles go in
+    as read: no normalised copy is made in Python (`normalises_input`)."""
 
-    def __init__(self, module: torch.nn.Module, input_size_px: int) -> None:
+    normalises_input = True
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        input_size_px: int,
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+    ) -> None:
         super().__init__()
         import openvino as ov
 
@@ -72,6 +82,7 @@ class OpenVinoEncoder(torch.nn.Module):
                 example_input=example,
                 input=[ov.PartialShape([-1, 3, input_size_px, input_size_px])],
             )
+        model = _with_normalisation(model, mean, std)
         config = {
             "INFERENCE_PRECISION_HINT": "f32",
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
@@ -84,3 +95,13 @@ class OpenVinoEncoder(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.compiled(x.contiguous().numpy())[0])
+
+
+def _with_normalisation(model, mean: tuple[float, ...], std: tuple[float, ...]):
+    """(x - 255 mean) / (255 std) per channel, as the graph's first step (NCHW input)."""
+    from openvino.preprocess import PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    ppp.input().model().set_layout("NCHW")
+    ppp.input().preprocess().mean([255.0 * m for m in mean]).scale([255.0 * s for s in std])
+    return ppp.build()
