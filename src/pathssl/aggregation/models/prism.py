@@ -79,27 +79,28 @@ class MHSA(nn.Module):
         return self.mha(x, x, x, need_weights=False)[0]
 
 
-def _cross_block() -> nn.ModuleDict:
-    return nn.ModuleDict(
-        {"xattn": CrossAttention(LATENT_DIM, CONTEXT_DIM), "ff": FeedForward(LATENT_DIM)}
-    )
+def _cross_block(dim: int, context_dim: int) -> nn.ModuleDict:
+    return nn.ModuleDict({"xattn": CrossAttention(dim, context_dim), "ff": FeedForward(dim)})
 
 
-def _transformer() -> nn.ModuleList:
+def _transformer(dim: int, heads: int) -> nn.ModuleList:
     return nn.ModuleList(
-        nn.ModuleDict({"mhsa": MHSA(LATENT_DIM, MHSA_HEADS), "ff": FeedForward(LATENT_DIM)})
+        nn.ModuleDict({"mhsa": MHSA(dim, heads), "ff": FeedForward(dim)})
         for _ in range(TRANSFORMER_DEPTH)
     )
 
 
 class Perceiver(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, latent_seq: int, dim: int, context_dim: int, heads: int) -> None:
         super().__init__()
-        self.latents = nn.Parameter(torch.randn(LATENT_SEQ + 1, LATENT_DIM))
+        self.latents = nn.Parameter(torch.randn(latent_seq, dim))
         layers: list[nn.ModuleDict] = []
         for i in range(PERCEIVER_DEPTH):
-            xattn = _cross_block() if i <= SHARE_XATTN_START_LAYER else layers[-1]["xattn"]
-            tf = _transformer() if i <= SHARE_TF_START_LAYER else layers[-1]["tf"]
+            if i <= SHARE_XATTN_START_LAYER:
+                xattn = _cross_block(dim, context_dim)
+            else:
+                xattn = layers[-1]["xattn"]
+            tf = _transformer(dim, heads) if i <= SHARE_TF_START_LAYER else layers[-1]["tf"]
             layers.append(nn.ModuleDict({"xattn": xattn, "tf": tf}))
         self.layers = nn.ModuleList(layers)
 
@@ -119,13 +120,24 @@ class Perceiver(nn.Module):
 
 
 class PrismSlideEncoder(nn.Module):
-    """forward(tiles (B, N, 2560)) -> the slide embedding (B, 1280)."""
+    """forward(tiles (B, N, 2560)) -> the slide embedding (B, 1280).
 
-    def __init__(self) -> None:
+    The keyword arguments size it (the defaults are the published PerceiverConfig; the tests
+    also build a narrow twin with the same layer sharing)."""
+
+    def __init__(
+        self,
+        *,
+        latent_seq: int = LATENT_SEQ,
+        latent_dim: int = LATENT_DIM,
+        context_dim: int = CONTEXT_DIM,
+        heads: int = MHSA_HEADS,
+    ) -> None:
         super().__init__()
-        self.cls_norm = nn.LayerNorm(LATENT_DIM)
-        self.img_norm = nn.LayerNorm(LATENT_DIM)  # normalises the decoder's latents: loaded only
-        self.perceiver = Perceiver()
+        self.cls_norm = nn.LayerNorm(latent_dim)
+        self.img_norm = nn.LayerNorm(latent_dim)  # normalises the decoder's latents: loaded only
+        # +1: the image-embedding query in front of the decoder's latents
+        self.perceiver = Perceiver(latent_seq + 1, latent_dim, context_dim, heads)
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
         return self.cls_norm(self.perceiver(tiles)[:, 0])
