@@ -180,20 +180,27 @@ def test_embed_with_feather_end_to_end(
     assert "0 embedded, 1 reused" in cli(*args, *chosen)[1]
 
 
-def test_model_directory_with_titan_inside(
-    cli, cmu_slide: Path, conch_like_dir: Path, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def titan_model_dir(
+    tmp_path_factory: pytest.TempPathFactory, conch_like_dir: Path
+) -> tuple[Path, torch.nn.Module]:
     """A model directory holding a tile encoder plus slide_encoder/ (as the container's
-    /opt/ml/model may): TITAN's embedding from the written features and level-0 coords."""
-    model_dir = tmp_path / "model"
+    /opt/ml/model may): random TITAN weights as published, and the model they came from."""
+    model_dir = tmp_path_factory.mktemp("titan_model") / "model"
     shutil.copytree(conch_like_dir, model_dir)
     model = _write_weights("titan", model_dir / "slide_encoder", prefix="vision_encoder.")
     (model_dir / "slide_encoder" / "slide_encoder.json").write_text('{"preset": "titan"}')
-    code, _, errors = cli(
-        "embed", str(cmu_slide), "-o", str(tmp_path / "o"), "--model", str(model_dir)
-    )
+    return model_dir, model
+
+
+def test_model_directory_with_titan_inside(
+    cli, cmu_slide: Path, titan_model_dir: tuple[Path, torch.nn.Module], tmp_path: Path
+) -> None:
+    """TITAN's embedding of the written features at their level-0 coords and grid step."""
+    model_dir, model = titan_model_dir
+    code, _, errors = cli("embed", str(cmu_slide), "-o", str(tmp_path), "--model", str(model_dir))
     assert code == 0, errors
-    out = tmp_path / "o" / cmu_slide.stem
+    out = tmp_path / cmu_slide.stem
     assert json.loads((out / "run.json").read_text())["slide_embedding"]["aggregator"] == "titan"
     with h5py.File(out / "features.h5") as h5:
         features, coords = h5["features"][:], h5["coords"][:]
@@ -202,3 +209,55 @@ def test_model_directory_with_titan_inside(
         expected = model(torch.from_numpy(features), torch.from_numpy(coords), step).numpy()
     assert len(features) > 4 and step > 500  # 256 um tiles on a 0.5 um/px slide
     np.testing.assert_allclose(_slide_embedding(out), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_container_job_writes_the_slide_encoders_embedding(
+    capsys: pytest.CaptureFixture,
+    cmu_slide: Path,
+    titan_model_dir: tuple[Path, torch.nn.Module],
+    tmp_path: Path,
+) -> None:
+    """A Grand-Challenge job (inputs.json) with that model directory: image-neural-representation
+    is TITAN's embedding of the tiles in patch-neural-representation."""
+    from pathssl.grand_challenge.run import main
+
+    model_dir, model = titan_model_dir
+    job = tmp_path / "input"
+    (job / "images" / "whole-slide-image").mkdir(parents=True)
+    shutil.copy(cmu_slide, job / "images" / "whole-slide-image" / "s.svs")
+    socket = {"slug": "whole-slide-image", "kind": "Image", "super_kind": "Image"}
+    socket["relative_path"] = "images/whole-slide-image"
+    (job / "inputs.json").write_text(json.dumps([{"interface": socket, "image": {"pk": "x"}}]))
+    out = tmp_path / "output"
+    assert main(["--input", str(job), "--output", str(out), "--model", str(model_dir)]) == 0
+    assert "slide embedding (image-neural-representation): titan" in capsys.readouterr().out
+    run = json.loads((out / "pathssl-run-record.json").read_text())
+    patches = json.loads((out / "patch-neural-representation.json").read_text())[0]["patches"]
+    features = torch.tensor([p["features"] for p in patches], dtype=torch.float32)
+    coords = torch.tensor([p["coordinates"][:2] for p in patches], dtype=torch.int64)
+    with torch.inference_mode():
+        expected = model(features, coords, run["tiling"]["stride_level0_px"]).numpy()
+    assert run["slide_embedding"]["aggregator"] == "titan"
+    np.testing.assert_allclose(_slide_embedding(out), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_tiles_beyond_a_slide_encoders_cap_are_left_out_evenly() -> None:
+    """features.h5 keeps every tile; the slide encoder gets max_tiles of them, spread evenly."""
+    from pathssl.embed.aggregation import PretrainedSlideEncoder, aggregate
+    from pathssl.tiles.grid import TileGrid
+
+    seen = {}
+
+    def encode(model, features, coords, step):
+        seen.update(n=len(features), coords=coords.numpy(), step=step)
+        return features.mean(dim=0)
+
+    preset = replace(get_slide_encoder("feather"), max_tiles=5, encode=encode)
+    encoder = PretrainedSlideEncoder(preset, torch.nn.Identity(), "0" * 64, "cpu")
+    rc = np.stack([np.arange(12) // 4, np.arange(12) % 4], axis=1)
+    grid = TileGrid(0, 0.5, 512, 512, 512, 0.5, (3, 4), rc, np.ones(12))
+    features = np.arange(12 * 3, dtype=np.float32).reshape(12, 3)
+    embedding = aggregate(encoder, features, grid)
+    assert seen["n"] == 5 and seen["step"] == 512
+    np.testing.assert_array_equal(seen["coords"][[0, -1]], [[0, 0], [3 * 512, 2 * 512]])
+    assert embedding.shape == (3,)

@@ -37,6 +37,9 @@ class SlideEncoderPreset:
     load_weights: Callable[[torch.nn.Module, Path], None]  # from the local folder
     encode: EncodeFn
     mpp_tolerance: float = 0.05  # relative, on the tile side in microns (see pairing_problem)
+    # most tiles one slide embedding takes (memory, e.g. TITAN's N x N attention bias); the
+    # tiles beyond are left out of the slide embedding only, by even subsampling
+    max_tiles: int | None = None
 
 
 SLIDE_ENCODERS: dict[str, SlideEncoderPreset] = {}

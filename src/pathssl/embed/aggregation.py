@@ -10,6 +10,7 @@ else the mean.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from pathssl.encoder.bundle import EncoderBundle, EncoderConfig
 from pathssl.errors import ModelBundleError, PathsslError
 from pathssl.tiles.grid import TileGrid
 
+log = logging.getLogger("pathssl")
 CHUNK_TILES = 16_384  # tiles read at once, so that memory stays bounded
 PRETRAINED_DIR = "slide_encoder"  # inside a model directory
 MANIFEST = "slide_encoder.json"  # {"preset": "titan", "weights_sha256": "..." (optional)}
@@ -69,9 +71,21 @@ def aggregate(
 ) -> np.ndarray:
     """The slide embedding; a pretrained slide encoder gets each tile's level-0 top-left (x, y)
     and the grid step in level-0 pixels (TITAN's patch_size_lv0)."""
-    if isinstance(aggregator, PretrainedSlideEncoder):
-        return aggregator.encode(features, grid.coords_l0, grid.stride_l0_px)
-    return aggregator(features, grid.grid_rc)
+    if not isinstance(aggregator, PretrainedSlideEncoder):
+        return aggregator(features, grid.grid_rc)
+    coords, cap = grid.coords_l0, aggregator.preset.max_tiles
+    if cap is not None and len(coords) > cap:  # features.h5 keeps every tile
+        log.warning(
+            "slide encoder %s takes at most %d tiles: %d of the %d evenly chosen for the slide "
+            "embedding",
+            aggregator.name,
+            cap,
+            cap,
+            len(coords),
+        )
+        pick = np.unique(np.linspace(0, len(coords) - 1, cap).round().astype(int))
+        features, coords = np.asarray(features)[pick], coords[pick]
+    return aggregator.encode(features, coords, grid.stride_l0_px)
 
 
 def default_aggregator(bundle_dir: Path) -> SlideAggregator:

@@ -33,6 +33,7 @@ from pathssl.grand_challenge.termination import Progress, Terminated, stop_on_si
 
 if TYPE_CHECKING:
     from pathssl.embed import EmbedOptions, OutputLayout
+    from pathssl.embed.aggregation import SlideAggregator
     from pathssl.encoder.bundle import EncoderBundle
 
 log = logging.getLogger("pathssl")
@@ -113,6 +114,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     import torch
 
     from pathssl.embed import embed_slides
+    from pathssl.embed.aggregation import choose_aggregator
     from pathssl.encoder.bundle import load_bundle
     from pathssl.encoder.inference import DeviceSettings
     from pathssl.grand_challenge.gpu_check import check_gpu_usable
@@ -131,12 +133,23 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     cap = tile_cap(bundle.config.embedding_dim) if args.max_tiles is None else args.max_tiles
     options = embedding_options(args, max_tiles=cap or None)
     say(f"tile cap {cap or 'none'} per slide (--max-tiles)")
+    # a pretrained slide encoder (model_dir/slide_encoder/ or --slide-encoder), loaded once
+    aggregator = choose_aggregator(bundle, options)
+    say(f"slide embedding (image-neural-representation): {aggregator.name}")
     if job is not None:
         check_writable(args.output)
-        return run_job(job, sockets, bundle, options, output=args.output, progress=progress)
+        return run_job(
+            job,
+            sockets,
+            bundle,
+            options,
+            output=args.output,
+            progress=progress,
+            aggregator=aggregator,
+        )
     say(f"no inputs.json; local batch mode over {args.input}")
     progress.stage = "embedding the slides of a local batch"
-    reports = embed_slides([args.input], args.output, bundle, options)
+    reports = embed_slides([args.input], args.output, bundle, options, aggregator=aggregator)
     failed = [r for r in reports if r.status == "failed"]
     done = sum(r.status == "complete" for r in reports)
     reused = sum(r.status == "reused" for r in reports)
@@ -157,6 +170,7 @@ def run_job(
     *,
     output: Path,
     progress: Progress,
+    aggregator: SlideAggregator | None = None,
 ) -> int:
     """One Grand-Challenge job: embed into a hidden work folder under /output, then move the
     outputs the interface lists (and the task type asks for) to their sockets' paths."""
@@ -174,7 +188,9 @@ def run_job(
     progress.slide, progress.work_dir, progress.stage = job.slide.name, work, "embedding"
     moved: list[Path] = []
     try:
-        record = embed_slide(job.slide, work, bundle, options, title=job.slide.name)
+        record = embed_slide(
+            job.slide, work, bundle, options, title=job.slide.name, aggregator=aggregator
+        )
         progress.stage = "moving the outputs into place"
         written = {
             slug: rel

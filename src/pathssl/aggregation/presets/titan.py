@@ -10,6 +10,9 @@ from pathssl.aggregation.local_weights import load_single_file
 from pathssl.aggregation.models.titan import TitanSlideEncoder
 from pathssl.aggregation.registry import SlideEncoderPreset, register
 
+# the ALiBi bias is 12 heads x N x N float32 (48 N^2 bytes): 3.2 GB at 8192 tiles (537 mm^2
+# of tissue in 256 um tiles), which leaves room on a 16 GB T4 (docs/slide-encoders.md)
+MAX_TILES = 8192
 PREFIX = "vision_encoder."  # the published model.safetensors also holds the text tower
 
 
@@ -45,5 +48,6 @@ PRESET = register(
         build=TitanSlideEncoder,
         load_weights=load,
         encode=encode,
+        max_tiles=MAX_TILES,
     )
 )
