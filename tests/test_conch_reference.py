@@ -240,6 +240,28 @@ def test_conch_v1_5_position_embeddings_as_trident(tmp_path: Path) -> None:
         torch.testing.assert_close(ours, expected, atol=0, rtol=0)
 
 
+def test_conch_v1_5_published_names_as_trident(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TRIDENT loads pytorch_model_vision.bin strictly into its CONCHVisionTower: the bundle's
+    module has the same names and shapes (position embeddings: 14 x 14 there, 28 x 28 here)."""
+    from pathssl.encoder.bundle import build_module
+    from pathssl.encoder.import_weights import config_from_preset
+
+    _needs(TRIDENT_CONCH, "TRIDENT's conchv1_5.py (mahmoodlab/TRIDENT)")
+    shutil.copy(TRIDENT_CONCH, tmp_path / "trident_conchv1_5.py")
+    trident = _load_file("trident_conchv1_5_reference", tmp_path / "trident_conchv1_5.py")
+    # names and shapes only: its weight init skipped (seconds on a ViT-L); not on the meta device,
+    # where its drop-path schedule's .item() fails
+    monkeypatch.setattr(trident.VisionTransformer, "init_weights", lambda self, mode="": None)
+    theirs = trident.CONCHVisionTower().state_dict()
+    with torch.device("meta"):
+        ours = build_module(config_from_preset(PRESETS["conch_v1_5"], "test")).state_dict()
+    assert sorted(theirs) == sorted(ours)
+    shapes = {k: tuple(v.shape) for k, v in theirs.items() if tuple(v.shape) != ours[k].shape}
+    assert shapes == {"trunk.pos_embed": (1, 1 + 14 * 14, 1024)}
+
+
 @pytest.mark.heavy
 @pytest.mark.skipif(not HEAVY, reason="set PATHSSL_HEAVY_TESTS=1")
 def test_conch_v1_full_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
