@@ -182,26 +182,37 @@ class PatchEmbed(nn.Module):
 
 class GigaPathSlideEncoder(nn.Module):
     """forward(features (B, N, 1536), coords (B, N, 2) x, y in px of the 0.5 mpp grid) returns
-    the class token (B, 768).
+    the class token (B, 768). The keyword arguments size the encoder (the defaults are the
+    published gigapath_slide_enc12l768d; the tests also build a narrow, shallow twin).
 
     final_encoder_norm=False is gigapath.pipeline.run_inference_with_slide_encoder's
     "last_layer_embed" (the last layer's output, then norm); True is the model's plain forward
     (the encoder's closing layer_norm, then norm).
     """
 
-    def __init__(self, final_encoder_norm: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        in_dim: int = IN_DIM,
+        dim: int = DIM,
+        depth: int = DEPTH,
+        heads: int = HEADS,
+        ffn_dim: int = FFN_DIM,
+        final_encoder_norm: bool = False,
+    ) -> None:
         super().__init__()
+        self.dim = dim
         self.final_encoder_norm = final_encoder_norm
-        self.patch_embed = PatchEmbed(IN_DIM, DIM)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, DIM))
-        self.encoder = LongNetEncoder(DIM, DEPTH, HEADS, FFN_DIM)
-        self.norm = nn.LayerNorm(DIM, eps=1e-6)
+        self.patch_embed = PatchEmbed(in_dim, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.encoder = LongNetEncoder(dim, depth, heads, ffn_dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
         nn.init.normal_(self.cls_token, std=0.02)
 
     def forward(self, features: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         cells = torch.floor(coords.to(torch.float32) / TILE_SIZE_PX).long()
-        pos = grid_pos_embed(DIM, cells[..., 0].reshape(-1), cells[..., 1].reshape(-1))
-        x = self.patch_embed.proj(features) + pos.reshape(*cells.shape[:-1], DIM)
+        pos = grid_pos_embed(self.dim, cells[..., 0].reshape(-1), cells[..., 1].reshape(-1))
+        x = self.patch_embed.proj(features) + pos.reshape(*cells.shape[:-1], self.dim)
         # The class token's position row is all zeros in the reference.
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         for layer in self.encoder.layers:
