@@ -33,6 +33,9 @@ _NAMED_LAYERS: dict[str, Callable[[], Any]] = {
     "SwiGLUPacked": lambda: __import__("timm.layers", fromlist=["SwiGLUPacked"]).SwiGLUPacked,
     "SiLU": lambda: torch.nn.SiLU,
     "GELU": lambda: torch.nn.GELU,
+    "CTransPathConvStem": lambda: (
+        __import__("pathssl.encoder.presets.ctranspath", fromlist=["ConvStem"]).ConvStem
+    ),
 }
 
 
@@ -185,7 +188,7 @@ def build_module(config: EncoderConfig) -> torch.nn.Module:
     import timm
 
     kwargs = dict(config.timm_kwargs)
-    for key in ("mlp_layer", "act_layer"):
+    for key in ("mlp_layer", "act_layer", "embed_layer"):
         if isinstance(kwargs.get(key), str):
             if kwargs[key] not in _NAMED_LAYERS:
                 raise ModelBundleError(f"unknown layer {kwargs[key]!r} for {key} in model config")

@@ -55,6 +55,7 @@ def get_preset(name: str) -> Preset:
 from pathssl.encoder.presets import (  # noqa: E402, F401
     conch_v1,
     conch_v1_5,
+    ctranspath,
     h_optimus_0,
     h_optimus_1,
     hibou_l,
