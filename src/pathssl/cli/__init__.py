@@ -7,7 +7,7 @@ import argparse
 import logging
 import sys
 
-from pathssl.cli import embed, evaluate, export, models, pretrain, slide_ssl
+from pathssl.cli import embed, evaluate, export, models, precision, pretrain, slide_ssl
 from pathssl.errors import PathsslError
 
 log = logging.getLogger("pathssl")
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"pathssl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for commands in (embed, models, pretrain, evaluate, slide_ssl, export):
+    for commands in (embed, models, pretrain, evaluate, precision, slide_ssl, export):
         commands.register(sub)
     for command in sub.choices.values():  # --debug also after the subcommand
         command.add_argument(

@@ -35,11 +35,12 @@ def add_embedding_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--engine",
-        choices=["auto", "pytorch", "openvino"],
+        choices=["auto", "pytorch", "openvino", "openvino-bf16"],
         default="auto",
-        help="what runs the encoder: auto = OpenVINO on a CPU where it is installed (1.6x "
-        "PyTorch for the bundled model, same features within 1e-5), else PyTorch "
-        "(default: auto)",
+        help="what runs the encoder: auto = OpenVINO f32 on a CPU where it is installed (1.6x "
+        "PyTorch for the bundled model, same features within 1e-5), else PyTorch; "
+        "openvino-bf16: BF16 on a CPU that has it, for a model `pathssl check-precision` "
+        "accepted (default: auto)",
     )
     p.add_argument(
         "--slide-encoder",

@@ -8,11 +8,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pathssl.encoder.openvino_engine import ENGINES
 from pathssl.errors import PathsslError
 from pathssl.outputs.slide_outputs import OutputLayout
 
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
-ENGINES = ("auto", "pytorch", "openvino")
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,11 @@ def numerics(options: EmbedOptions) -> str:
     """The device kind, precision and engine the features will be computed with."""
     settings = DeviceSettings.auto(options.device)
     engine = options.engine if not (options.compile and options.engine == "auto") else "pytorch"
+    engine = resolve_engine(engine, settings.device)
     precision = str(settings.autocast_dtype or "fp32").replace("torch.", "")
-    return f"{settings.device.type} {precision}, {resolve_engine(engine, settings.device)}"
+    if engine == "openvino-bf16":
+        precision = "bf16"
+    return f"{settings.device.type} {precision}, {engine}"
 
 
 def embed_slides(

@@ -69,29 +69,45 @@ def _prepare(
     # NHWC on every device: on this 2-core CPU 1.26x (ResNet-18, 112 px) and 1.36x (ResNet-50,
     # 224 px) the tiles/s of NCHW, features equal within 3e-7; ViTs neither gain nor lose
     module = bundle.module.to(settings.device).eval().to(memory_format=torch.channels_last)
-    if engine == "openvino":
-        from pathssl.encoder.openvino_engine import OpenVinoEncoder
-
-        # OpenVINO's ReLU turns NaN into 0: broken weights would give finite nonsense there
-        if not all(torch.isfinite(p).all() for p in module.parameters()):
-            raise PathsslError(
-                f"model {bundle.config.name}: its weights hold NaN or infinite values; the "
-                "bundle is corrupt: export or import it again"
-            )
-
-        try:
-            cfg = bundle.config
-            return OpenVinoEncoder(module, cfg.input_size_px, cfg.mean, cfg.std)
-        except Exception as exc:  # an architecture the converter does not take: say so
-            log.warning(
-                "OpenVINO cannot convert %s (%s: %s); running it with PyTorch",
-                bundle.config.name,
-                type(exc).__name__,
-                str(exc).splitlines()[0][:160] if str(exc) else "",
-            )
+    if engine in ("openvino", "openvino-bf16"):
+        converted = _openvino(bundle, module, engine)
+        if converted is not None:
+            return converted
     if compile_module:
         module = torch.compile(module)
     return module
+
+
+def _openvino(
+    bundle: EncoderBundle, module: torch.nn.Module, engine: str
+) -> torch.nn.Module | None:
+    """The encoder converted for OpenVINO; None (PyTorch runs it, with a warning) where the
+    converter does not take the architecture in f32. BF16 runs only for a model whose check
+    accepted it, and never falls back to another precision."""
+    from pathssl.encoder.openvino_engine import PRECISION, OpenVinoEncoder
+    from pathssl.encoder.precision_check import require_accepted
+
+    cfg = bundle.config
+    # OpenVINO's ReLU turns NaN into 0: broken weights would give finite nonsense there
+    if not all(torch.isfinite(p).all() for p in module.parameters()):
+        raise PathsslError(
+            f"model {cfg.name}: its weights hold NaN or infinite values; the "
+            "bundle is corrupt: export or import it again"
+        )
+    precision = PRECISION[engine]
+    if precision != "f32":
+        require_accepted(bundle, precision)
+    try:
+        return OpenVinoEncoder(module, cfg.input_size_px, cfg.mean, cfg.std, precision)
+    except Exception as exc:  # an architecture the converter does not take: say so
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+        if precision != "f32":
+            raise PathsslError(
+                f"--engine {engine}: OpenVINO cannot convert {cfg.name} ({reason}); "
+                "use --engine pytorch"
+            ) from exc
+        log.warning("OpenVINO cannot convert %s (%s); running it with PyTorch", cfg.name, reason)
+        return None
 
 
 def engine_input(

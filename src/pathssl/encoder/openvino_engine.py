@@ -1,10 +1,13 @@
-"""The tile encoder run by OpenVINO on the CPU, in full precision.
+"""The tile encoder run by OpenVINO on the CPU, in full precision (or BF16, when checked).
 
 On this project's 2-core CPU it gives the encoder 1.59x the tiles/s of PyTorch eager NCHW and
 1.26x channels-last PyTorch for the bundled ResNet-18 (bench/cpu_engine.py), with features
 equal to PyTorch's within 4e-7 of the largest. The model is converted from the PyTorch module
 in memory when a run starts (about 1 s), with a dynamic batch dimension. Precision is pinned
 to f32: the plugin's default hint ran 3x faster but 9e-3 off, which is not the same model.
+`--engine openvino-bf16` runs BF16 where the CPU has it (AVX512_BF16 or AMX), and only for a
+model whose BF16 features and linear probe were measured against f32 and accepted
+(`pathssl check-precision`, encoder/precision_check.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import torch
 
 from pathssl.errors import PathsslError
 
-ENGINES = ("auto", "pytorch", "openvino")
+ENGINES = ("auto", "pytorch", "openvino", "openvino-bf16")
+PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}
 
 # Every converted model stays alive until the interpreter exits and is released there, from
 # the main thread: an OpenVINO model freed by a garbage collection that happens to run in a
@@ -45,14 +49,25 @@ def resolve_engine(engine: str, device: torch.device) -> str:
         raise PathsslError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if engine == "auto":
         return "openvino" if device.type == "cpu" and openvino_version() else "pytorch"
-    if engine == "openvino":
+    if engine in PRECISION:
         if device.type != "cpu":
-            raise PathsslError(f"--engine openvino runs on the CPU only, not {device}")
+            raise PathsslError(f"--engine {engine} runs on the CPU only, not {device}")
         if not openvino_version():
             raise PathsslError(
-                "--engine openvino: openvino is not installed (pip install openvino)"
+                f"--engine {engine}: openvino is not installed (pip install openvino)"
             )
+    if engine == "openvino-bf16" and not cpu_has_bf16():
+        raise PathsslError(
+            "--engine openvino-bf16: this CPU has no BF16 instructions (AVX512_BF16 or AMX); "
+            "use --engine openvino (f32)"
+        )
     return engine
+
+
+def cpu_has_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class OpenVinoEncoder(torch.nn.Module):
@@ -68,6 +83,7 @@ class OpenVinoEncoder(torch.nn.Module):
         input_size_px: int,
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
+        precision: str = "f32",
     ) -> None:
         super().__init__()
         import openvino as ov
@@ -84,12 +100,12 @@ class OpenVinoEncoder(torch.nn.Module):
             )
         model = _with_normalisation(model, mean, std)
         config = {
-            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_PRECISION_HINT": precision,
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),
         }
         self.core = ov.Core()  # outlives its compiled model
         self.compiled = self.core.compile_model(model, "CPU", config)
-        self.description = f"openvino {openvino_version()} (CPU, f32)"
+        self.description = f"openvino {openvino_version()} (CPU, {precision})"
         self.input_memory_format = torch.contiguous_format  # NCHW, as it was converted
         _LIVE.append(self)
 
