@@ -261,3 +261,13 @@ def test_tiles_beyond_a_slide_encoders_cap_are_left_out_evenly() -> None:
     assert seen["n"] == 5 and seen["step"] == 512
     np.testing.assert_array_equal(seen["coords"][[0, -1]], [[0, 0], [3 * 512, 2 * 512]])
     assert embedding.shape == (3,)
+
+
+def test_the_docs_table_names_every_preset_and_its_files() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "slide-encoders.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line for line in page.splitlines() if "| `" in line}
+    for name, preset in SLIDE_ENCODERS.items():
+        assert name in rows, f"docs/slide-encoders.md has no row for {name}"
+        for file_name in preset.weight_files:
+            assert f"`{file_name}`" in rows[name]
+        assert f"`{preset.tile_encoders[0]}`" in rows[name] and preset.licence in rows[name]
