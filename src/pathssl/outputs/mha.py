@@ -43,7 +43,9 @@ def write_feature_map_mha(
 ) -> None:
     """Write a 3-D scalar float32 image of size (cols, rows, C) in ITK's (x, y, z) order."""
     rows, cols = shape
-    compressor = zlib.compressobj(6)
+    # level 1, not 6: 2.3x faster for a file 14 % larger (the bundled model's features in a
+    # grid a third full); the map's pixels are the same
+    compressor = zlib.compressobj(1)
     size = 0
     with open(scratch, "wb") as raw:  # compressed data first: its size goes in the header
         for plane in _planes(features, grid_rc, shape):

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from pathssl.errors import SlideReadError, TissueError
 from pathssl.slide.reader import Slide, SlideLevel
-from pathssl.tissue.ink import ink_mask
+from pathssl.tissue.ink import channel_max_min, ink_mask
 
 TISSUE_MPP = 8.0  # microns per pixel of the rendering the mask is computed on
 CHUNK_SIDE_PX = 4096  # level pixels per side of one region read when rendering
@@ -175,7 +175,7 @@ def detect_tissue(
         mode = "fluorescence"
         floor = 0.08
     else:
-        cmax, cmin = rgb.max(axis=2), rgb.min(axis=2)
+        cmax, cmin = channel_max_min(rgb)
         signal = ndimage.uniform_filter(
             np.where(cmax > 0, (cmax - cmin) / np.maximum(cmax, 1e-6), 0.0), size=3
         )
