@@ -137,7 +137,7 @@ def test_ink_is_judged_on_block_means_so_noise_does_not_hide_it(cmu_slide: Path)
 
 def test_block_mean_is_the_rounded_mean_of_each_block() -> None:
     rgb = np.random.default_rng(0).integers(0, 256, (2, 10, 9, 3), dtype=np.uint8)
-    means = block_mean(rgb, 4)
+    means = block_mean(rgb.transpose(0, 3, 1, 2), 4)  # tiles as the loader gives them
     assert means.shape == (2, 2, 2, 3) and means.dtype == np.uint8
     want = rgb[:, :8, :8].reshape(2, 2, 4, 2, 4, 3).astype(float).mean(axis=(2, 4))
     np.testing.assert_array_equal(means, np.floor(want + 0.5).astype(np.uint8))

@@ -39,18 +39,19 @@ def focus(rgb: np.ndarray) -> np.ndarray:
     return lap.reshape(len(g), -1).var(axis=1)
 
 
-def block_mean(rgb: np.ndarray, k: int) -> np.ndarray:
-    """(n, H // k, W // k, 3) uint8 rounded means of the k x k blocks of (n, H, W, 3) uint8
-    tiles (a remainder is left out): pixel noise and JPEG blocking average out, as they do in
-    the thumbnail the tissue mask is detected on."""
-    n, h, w, c = rgb.shape
+def block_mean(tiles: np.ndarray, k: int) -> np.ndarray:
+    """(n, H // k, W // k, 3) uint8 rounded means of the k x k blocks of (n, 3, H, W) uint8
+    tiles, as the loader gives them (a remainder is left out): pixel noise and JPEG blocking
+    average out, as they do in the thumbnail the tissue mask is detected on."""
+    n, c, h, w = tiles.shape
     if h < k or w < k:
-        return rgb
+        return tiles.transpose(0, 2, 3, 1)
     h, w = h // k, w // k
-    # one axis at a time in uint16 (k * k * 255 fits): 3x faster than a float mean over both
-    sums = rgb[:, : h * k, : w * k].astype(np.uint16).reshape(n, h, k, w * k, c).sum(axis=2)
-    sums = sums.reshape(n, h, w, k, c).sum(axis=3, dtype=np.uint16)
-    return ((sums + k * k // 2) // (k * k)).astype(np.uint8)
+    # one axis at a time in uint16 (k * k * 255 fits), on the contiguous channel planes: 2.2x
+    # faster than on the channels-last view (64 tiles of 112 px: 2.6 against 5.6 ms)
+    sums = tiles[:, :, : h * k, : w * k].reshape(n, c, h, k, w * k).sum(axis=3, dtype=np.uint16)
+    sums = sums.reshape(n, c, h, w, k).sum(axis=4, dtype=np.uint16)
+    return ((sums + k * k // 2) // (k * k)).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
 @dataclass
@@ -67,12 +68,11 @@ class TileQC:
 
     def measure(self, tiles: np.ndarray, idx: np.ndarray) -> None:
         """tiles: (n, 3, H, W) uint8, the tiles at rows `idx`; one vectorised pass a batch
-        (0.44 ms a 112 px tile, measured on the development CPU beside a training run; the
-        block means of issue 21 added 0.09 ms: 0.17 against 0.25 ms on 64 CMU tiles, run
-        alternately)."""
+        (0.19 ms a 112 px tile on the development CPU with nothing else running, before the
+        block means were taken on the channel planes; 64 random tiles of 112 px)."""
         rgb = tiles.transpose(0, 2, 3, 1)
         if self.judge_ink:  # on 4 x 4 px block means: ink strokes are far wider than that
-            self.ink_fraction[idx] = ink_mask(block_mean(rgb, INK_BLOCK_PX), grow_px=0).mean(
+            self.ink_fraction[idx] = ink_mask(block_mean(tiles, INK_BLOCK_PX), grow_px=0).mean(
                 axis=(1, 2)
             )
         self.focus[idx] = focus(rgb)
