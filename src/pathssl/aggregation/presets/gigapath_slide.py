@@ -1,5 +1,5 @@
-"""Prov-GigaPath's slide encoder: LongNet over Prov-GigaPath tile features (1536-d) of 256 px
-tiles at 0.5 mpp, each placed on its cell of the slide's tile grid; 768-d class token."""
+"""Prov-GigaPath's slide encoder: LongNet over Prov-GigaPath tile features (1536-d) at 0.5 mpp,
+each tile placed on its own cell of the slide's tile grid; 768-d class token."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ PRESET = register(
         name="gigapath-slide",
         description="Prov-GigaPath slide encoder (LongNet, 768-d) on Prov-GigaPath tiles",
         tile_encoders=("prov-gigapath",),
-        tile_size_px=256,
+        # Prov-GigaPath tiles 256 px at 0.5 mpp and its tile encoder sees their 224 px centre
+        # crop; pathssl reads those 224 px edge to edge, each tile on its own 256 px grid cell.
+        tile_size_px=224,
         target_mpp=0.5,
         tile_embedding_dim=1536,
         embedding_dim=768,
