@@ -101,9 +101,9 @@ def alibi_slopes(heads: int) -> list[float]:
 def alibi_bias(cells_rc: torch.Tensor, heads: int) -> torch.Tensor:
     """(heads, N+1, N+1) float32: minus slope x Euclidean grid distance between cells; the
     class token (index 0) has no bias. Distances in float64 as in the published code."""
-    n = cells_rc.shape[0]
-    slopes = torch.tensor(alibi_slopes(heads), dtype=torch.float32).view(heads, 1, 1)
-    bias = torch.zeros(heads, n + 1, n + 1, dtype=torch.float32)
+    n, device = cells_rc.shape[0], cells_rc.device
+    slopes = torch.tensor(alibi_slopes(heads), dtype=torch.float32, device=device).view(heads, 1, 1)
+    bias = torch.zeros(heads, n + 1, n + 1, dtype=torch.float32, device=device)
     rc = cells_rc.to(torch.int64)
     for start in range(0, n, ALIBI_ROWS):
         d = rc[start : start + ALIBI_ROWS, None, :] - rc[None, :, :]
@@ -126,7 +126,7 @@ def grid_tokens(
     summed.index_add_(0, inverse.to(features.device), features)
     keep = torch.any(summed != 0, dim=1)  # an all-zero cell is background, as published
     rc = torch.stack([order // width, order % width], dim=1)
-    return summed[keep], rc[keep.to(rc.device)].cpu()
+    return summed[keep], rc[keep.to(rc.device)].to(features.device)
 
 
 class TitanSlideEncoder(nn.Module):
@@ -149,6 +149,6 @@ class TitanSlideEncoder(nn.Module):
         tokens, cells_rc = grid_tokens(features, coords_px, patch_size_px)
         x = self.patch_embed(tokens.unsqueeze(0))
         x = torch.cat([self.cls_token.to(x.dtype), x], dim=1)
-        bias = alibi_bias(cells_rc, self.heads).to(device=x.device, dtype=x.dtype)
+        bias = alibi_bias(cells_rc, self.heads).to(x.dtype)  # built where the tiles are
         x = self.norm(self.blocks(x, bias.unsqueeze(0)))
         return self.attn_pool_contrastive(x)[0]
