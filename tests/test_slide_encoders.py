@@ -271,3 +271,4 @@ def test_the_docs_table_names_every_preset_and_its_files() -> None:
         for file_name in preset.weight_files:
             assert f"`{file_name}`" in rows[name]
         assert f"`{preset.tile_encoders[0]}`" in rows[name] and preset.licence in rows[name]
+        assert f"{preset.tile_size_px} px at {preset.target_mpp:g} µm/px" in rows[name]
