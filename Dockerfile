@@ -1,9 +1,15 @@
 # pathssl as a Grand-Challenge algorithm. Build with ./build.sh, check with ./test.sh.
 #
-# Base: PyTorch built for CUDA 12.8, which runs on NVIDIA drivers >= 525.60 (CUDA minor-version
-# compatibility), the drivers of the T4/A10G instances Grand-Challenge runs algorithms on; a
-# CUDA 13 build would need >= 580 (README, "GPU"). Its torch must equal the torch pin in
-# requirements.txt (a test checks the tag). Give another base with PYTORCH_IMAGE=... ./build.sh.
+# Base: PyTorch built for CUDA 12.8: runs on NVIDIA drivers >= 525.60.13 (CUDA minor-version
+# compatibility) on T4 (sm_75, ml.g4dn) and A10G (sm_86, ml.g5), the GPUs Grand-Challenge runs
+# jobs on (grand-challenge.org 9957bfc, components/backends/amazon_sagemaker_base.py); a CUDA 13
+# build would need >= 580. The platform sets no driver for its SageMaker training jobs and AWS
+# publishes none for them; its inference hosts of these families default to 470 / CUDA 11.4
+# (docs.aws.amazon.com/sagemaker/latest/dg/inference-gpu-drivers.html), where no 12.x build runs
+# without cuda-compat, which is not added (not buildable or testable here): such a job stops at
+# start with one line. Decision and evidence: docs/grand-challenge-unicorn.md, "GPU driver".
+# Its torch must equal the torch pin in requirements.txt (a test checks the tag). Give another
+# base with PYTORCH_IMAGE=... ./build.sh.
 ARG PYTORCH_IMAGE=pytorch/pytorch:2.14.1-cuda12.8-cudnn9-runtime
 FROM --platform=linux/amd64 ${PYTORCH_IMAGE}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIM = ROOT / "tools" / "sagemaker-shim"
 
 
 def test_dockerfile_and_requirements_agree() -> None:
@@ -55,7 +56,7 @@ def _tool(name: str) -> str:
 
 def test_hadolint_no_errors() -> None:
     proc = subprocess.run(
-        [_tool("hadolint"), "--failure-threshold", "error", "Dockerfile"],
+        [_tool("hadolint"), "--failure-threshold", "error", "Dockerfile", SHIM / "Dockerfile"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -64,8 +65,26 @@ def test_hadolint_no_errors() -> None:
 
 
 def test_shell_scripts() -> None:
-    scripts = ["build.sh", "export.sh", "test.sh", ".ci/run"]
+    scripts = ["build.sh", "export.sh", "test.sh", ".ci/run", "tools/run-under-sagemaker-shim.sh"]
     for script in scripts:
         assert subprocess.run(["bash", "-n", script], cwd=ROOT).returncode == 0
     proc = subprocess.run([_tool("shellcheck"), *scripts], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_shim_image_is_patched_as_the_platform_patches() -> None:
+    """tools/sagemaker-shim/Dockerfile does what grand-challenge.org's _mutate_container_image
+    and _get_shim_env_vars do: the shim at /sagemaker-shim (root, 0500) as entrypoint, no cmd,
+    user 0, /input 0755, /output and /tmp 0777, the original entrypoint, cmd and user in env
+    vars; the shim is the platform's pinned release (dockerfiles/web-base/Dockerfile: 0.6.1)."""
+    shim = (SHIM / "Dockerfile").read_text()
+    stage = shim[shim.index("AS shim") : shim.index("AS s3")]
+    assert 'ENTRYPOINT ["/sagemaker-shim"]' in stage and "CMD []" in stage
+    assert "USER 0:0" in stage and "chmod 0500 /sagemaker-shim" in stage
+    assert "chmod 0755 /input" in stage and "chmod 0777 /output /tmp" in stage
+    for var in ("CMD_B64J", "ENTRYPOINT_B64J", "USER"):
+        assert f"GRAND_CHALLENGE_COMPONENT_{var}=" in stage
+    pins = (SHIM / "requirements-shim.txt").read_text()
+    assert re.search(r"^sagemaker-shim==0\.6\.1$", pins, re.M)
+    script = (ROOT / "tools" / "run-under-sagemaker-shim.sh").read_text()
+    assert "sagemaker-shim-0.6.1-Linux-x86_64" in script and "invoke --file" in script
