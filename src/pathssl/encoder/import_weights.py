@@ -15,6 +15,7 @@ from pathssl.encoder.conch_layout import fit_conch_v1_5
 from pathssl.encoder.export import save_bundle
 from pathssl.encoder.hf_layout import fit_position_embeddings, transformers_to_timm
 from pathssl.encoder.presets import Preset, get_preset
+from pathssl.encoder.presets.ctranspath import old_swin_to_timm
 from pathssl.errors import ModelBundleError
 
 _CONTAINER_KEYS = ("state_dict", "model", "teacher", "student", "module")
@@ -72,6 +73,8 @@ def published_to_timm(
         state = fit_position_embeddings(transformers_to_timm(state), target)
     elif preset.layout == "conch-v1.5":
         state = fit_conch_v1_5(state, target)
+    elif preset.layout == "swin-timm-0.5":  # CTransPath as CHIEF saved it
+        state = old_swin_to_timm(state, target)
     elif preset.layout != "timm":
         raise ModelBundleError(f"preset {preset.name}: unknown checkpoint layout {preset.layout!r}")
     return state
