@@ -19,6 +19,7 @@ from pathssl.embed.aggregation import SlideAggregator, choose_aggregator
 from pathssl.embed.identity import code_note, differences, run_identity
 from pathssl.embed.inputs import InputPlan, SlideInput, plan_inputs
 from pathssl.embed.options import EmbedOptions
+from pathssl.embed.plan_ahead import PlanAhead
 from pathssl.embed.shard import Shard
 from pathssl.embed.slide import embed_slide
 from pathssl.encoder.bundle import EncoderBundle
@@ -71,6 +72,7 @@ class _Context:
     run: RunSettings
     aggregator: SlideAggregator
     numerics: str
+    ahead: PlanAhead | None = None  # plans the next slide while one embeds
 
 
 def existing_identity(output_dir: Path, layout: OutputLayout) -> dict[str, Any] | None:
@@ -133,23 +135,26 @@ def embed_slides(
         )
     check_writable(output_root)  # one line before any work if the folder cannot be written
     aggregator = aggregator or choose_aggregator(bundle, options)  # load a slide encoder once
-    ctx = _Context(output_root, bundle, options, run, aggregator, numerics(options))
     reports = []
-    for slide in owned:
-        try:
-            reports.append(_embed_locked(slide, ctx))
-        except OSError as exc:
-            if not is_output_error(exc, output_root):
-                raise
-            raise output_error(exc, output_root / slide.name) from exc  # the run cannot go on
+    with PlanAhead(bundle, options) as ahead:
+        ctx = _Context(output_root, bundle, options, run, aggregator, numerics(options), ahead)
+        for slide, following in zip(owned, [*owned[1:], None], strict=True):
+            try:
+                reports.append(_embed_locked(slide, ctx, following))
+            except OSError as exc:
+                if not is_output_error(exc, output_root):
+                    raise
+                raise output_error(exc, output_root / slide.name) from exc  # run cannot go on
     _write_summary(output_root, bundle, options, shard=run.shard, plan=plan, reports=reports)
     return reports
 
 
-def _embed_locked(slide: SlideInput, ctx: _Context) -> SlideReport:
+def _embed_locked(
+    slide: SlideInput, ctx: _Context, following: SlideInput | None = None
+) -> SlideReport:
     """One slide under its lock: skipped if another process holds it, reused if its outputs
-    match, else embedded; a failure is recorded as one line. Output-side OSErrors (disk full,
-    read-only) propagate."""
+    match, else embedded (while the `following` slide is planned, if it will be embedded); a
+    failure is recorded as one line. Output-side OSErrors (disk full, read-only) propagate."""
     out_dir, name = ctx.output_root / slide.name, slide.path.name
     with slide_lock(out_dir) as held:
         if not held:
@@ -162,17 +167,39 @@ def _embed_locked(slide: SlideInput, ctx: _Context) -> SlideReport:
         stale = remove_stale_temporaries(out_dir)
         if stale:
             log.info("%s: removed %d temporary files of an interrupted run", name, len(stale))
-        identity = run_identity(
-            slide,
-            ctx.bundle,
-            replace(ctx.options, tissue_mask=slide.mask),
-            aggregator_sha256=getattr(ctx.aggregator, "sha256", None),
-            numerics=ctx.numerics,
-        )
+        identity = _identity(slide, ctx)
         decision = _decide(slide.path, out_dir, identity, ctx)
         if decision.status in ("reused", "failed"):
             return decision
+        if following is not None and ctx.ahead is not None and _will_embed(following, ctx):
+            ctx.ahead.start(following)
         return _embed_one(slide, ctx, identity, decision.note)
+
+
+def _identity(slide: SlideInput, ctx: _Context) -> dict[str, Any]:
+    return run_identity(
+        slide,
+        ctx.bundle,
+        replace(ctx.options, tissue_mask=slide.mask),
+        aggregator_sha256=getattr(ctx.aggregator, "sha256", None),
+        numerics=ctx.numerics,
+    )
+
+
+def _will_embed(slide: SlideInput, ctx: _Context) -> bool:
+    """Whether a slide's outputs will be made (not reused or refused), as far as can be told
+    without its lock: only those are planned ahead."""
+    try:
+        identity = _identity(slide, ctx)
+    except (OSError, PathsslError):
+        return False  # its own turn reports the problem
+    old = existing_identity(ctx.output_root / slide.name, ctx.options.layout)
+    if old is None:
+        return True
+    changed = differences(old, identity)
+    reused = not changed and ctx.run.resume
+    refused = bool(changed) and ctx.run.mismatch == "refuse"
+    return not (reused or refused)
 
 
 def _decide(path: Path, out_dir: Path, identity: dict[str, Any], ctx: _Context) -> SlideReport:
@@ -217,6 +244,7 @@ def _embed_one(
             replace(options, tissue_mask=slide.mask),
             aggregator=ctx.aggregator,
             identity=identity,
+            plan=ctx.ahead.take(slide) if ctx.ahead is not None else None,
         )
     except PathsslError as exc:
         log.error("%s: failed: %s", path.name, exc)

@@ -73,17 +73,18 @@ def embed_slide(
     aggregator: SlideAggregator | None = None,
     title: str | None = None,
     identity: dict[str, Any] | None = None,
+    plan: SlidePlan | None = None,
 ) -> dict[str, Any]:
     """Embed one slide; write its outputs under output_dir all at once (or none on error).
-    `identity` (embed.identity.run_identity) is stored in run.json for resume. Returns the
-    run record."""
+    `identity` (embed.identity.run_identity) is stored in run.json for resume; `plan`, the
+    slide's plan when it was made ahead (embed.plan_ahead). Returns the run record."""
     slide_path, output_dir = Path(slide_path), Path(output_dir)
     options = options or EmbedOptions()
     title = title or slide_path.name
     aggregator = aggregator or choose_aggregator(bundle, options)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    plan, module = _plan_and_prepare(slide_path, bundle, options)
+    plan, module = _plan_and_prepare(slide_path, bundle, options, plan)
     timings["tissue_and_tiling_s"] = time.perf_counter() - t0
     _log_plan(title, plan)
     check_free_space(output_dir, _estimated_bytes(plan, bundle, options), str(slide_path))
@@ -124,10 +125,12 @@ def embed_slide(
 
 
 def _plan_and_prepare(
-    slide_path: Path, bundle: EncoderBundle, options: EmbedOptions
+    slide_path: Path, bundle: EncoderBundle, options: EmbedOptions, plan: SlidePlan | None
 ) -> tuple[SlidePlan, torch.nn.Module]:
     """The slide's plan and the engine, prepared side by side: OpenVINO's conversion (~1.8 s
     on 2 cores for the bundled ResNet-18) then costs no time on the first slide of a run."""
+    if plan is not None:  # planned ahead; the engine is prepared once a run
+        return plan, prepare_engine(bundle, options)
     with ThreadPoolExecutor(1, thread_name_prefix="pathssl-engine") as pool:
         engine = pool.submit(prepare_engine, bundle, options)
         plan = plan_slide(slide_path, bundle, options)

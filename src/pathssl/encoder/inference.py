@@ -8,7 +8,9 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -142,37 +144,75 @@ def embed_batches(
     """Embed every tile the loader yields; `write(sorted_indices, features)` stores them.
     `augment(uint8 tiles, batch number)` -> float tiles on the 0-255 scale, if given;
     `inspect(uint8 tiles, indices)` sees each batch as read (per-tile quality measures).
-    Returns the number of tiles written."""
-    written, embedding_dim = 0, bundle.config.embedding_dim
-    autocast = (
-        torch.autocast(settings.device.type, dtype=settings.autocast_dtype)
-        if settings.autocast_dtype is not None
-        else contextlib.nullcontext()
+    The encoder runs one batch behind in its own thread, so that inspecting, converting and
+    writing a batch overlap with encoding the one before (the same batches, in the same
+    order, as one thread would make). Returns the number of tiles written."""
+    encode = _encoder_call(module, settings)
+    store = partial(
+        _store, write=write, dim=bundle.config.embedding_dim, label=label, on_batch=on_batch
     )
-    with torch.inference_mode(), autocast:
+    written, pending = 0, None
+    with ThreadPoolExecutor(1, thread_name_prefix="pathssl-encode") as pool:
         for batch_number, (tiles, indices) in enumerate(iter_batches(loader, batch_size)):
-            if inspect is not None:
-                inspect(tiles.cpu().numpy(), indices.numpy())
-            if augment is not None:
-                tiles = augment(tiles, batch_number)
-            x = engine_input(module, tiles.to(settings.device, non_blocking=True), bundle.config)
-            out = module(x).float().cpu().numpy()
-            if out.ndim != 2 or out.shape[1] != embedding_dim:
-                raise PathsslError(
-                    f"{label}: encoder gave features of shape {out.shape}, config says "
-                    f"{embedding_dim} per tile; fix embedding_dim in the model config"
+            with torch.inference_mode():
+                if inspect is not None:
+                    inspect(tiles.cpu().numpy(), indices.numpy())
+                if augment is not None:
+                    tiles = augment(tiles, batch_number)
+                x = engine_input(
+                    module, tiles.to(settings.device, non_blocking=True), bundle.config
                 )
-            if not np.isfinite(out).all():
-                raise PathsslError(
-                    f"{label}: the encoder produced NaN or infinite features; the model "
-                    "weights are broken (check the bundle) or the input tiles are corrupt"
-                )
-            order = np.argsort(indices.numpy())
-            write(indices.numpy()[order], out[order])
-            written += len(order)
-            if on_batch is not None:
-                on_batch(len(order))
+            submitted = (pool.submit(encode, x), indices.numpy())
+            written += store(*pending) if pending is not None else 0
+            pending = submitted
+        written += store(*pending) if pending is not None else 0
     return written
+
+
+def _encoder_call(
+    module: torch.nn.Module, settings: DeviceSettings
+) -> Callable[[torch.Tensor], np.ndarray]:
+    """module(x) as float32 numpy, for the encoding thread: inference mode and autocast are
+    per thread in PyTorch, so they are entered there."""
+
+    def encode(x: torch.Tensor) -> np.ndarray:
+        autocast = (
+            torch.autocast(settings.device.type, dtype=settings.autocast_dtype)
+            if settings.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            return module(x).float().cpu().numpy()
+
+    return encode
+
+
+def _store(
+    features: Future,
+    indices: np.ndarray,
+    *,
+    write: Callable[[np.ndarray, np.ndarray], None],
+    dim: int,
+    label: str,
+    on_batch: Callable[[int], None] | None,
+) -> int:
+    """Check one batch's features and write them in tile order; the number written."""
+    out = features.result()
+    if out.ndim != 2 or out.shape[1] != dim:
+        raise PathsslError(
+            f"{label}: encoder gave features of shape {out.shape}, config says "
+            f"{dim} per tile; fix embedding_dim in the model config"
+        )
+    if not np.isfinite(out).all():
+        raise PathsslError(
+            f"{label}: the encoder produced NaN or infinite features; the model "
+            "weights are broken (check the bundle) or the input tiles are corrupt"
+        )
+    order = np.argsort(indices)
+    write(indices[order], out[order])
+    if on_batch is not None:
+        on_batch(len(order))
+    return len(order)
 
 
 def batch_augmentation(
