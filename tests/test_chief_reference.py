@@ -109,8 +109,13 @@ def test_forward_matches_reference(models: tuple, n: int) -> None:
     torch.testing.assert_close(other_site, expected)
 
 
-def test_loads_the_published_file_strictly(models: tuple, tmp_path: Path) -> None:
-    ref, _ = models
+def test_loads_the_published_file_strictly(tmp_path: Path) -> None:
+    """(Runs without the reference: the saved model is a randomised one of ours, whose key
+    names test_forward_matches_reference checks against CHIEF's.)"""
+    ref = get_slide_encoder("chief").build()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(torch.randn_like(p))
     torch.save(ref.state_dict(), tmp_path / "CHIEF_pretraining.pth")
     preset = get_slide_encoder("chief")
     model = preset.build()

@@ -113,10 +113,11 @@ def test_forward_matches_reference(models: tuple, n: int) -> None:
     torch.testing.assert_close(shuffled, got, atol=1e-5, rtol=1e-5)  # a set, not a sequence
 
 
-def test_loads_the_published_layout(models: tuple, tmp_path: Path) -> None:
+def test_loads_the_published_layout(tmp_path: Path) -> None:
     """model.safetensors holds the whole Prism (report decoder too) and keeps one name of each
-    tensor the reused layers share; the preset takes the slide encoder's part, strictly."""
-    ref, _ = models
+    tensor the reused layers share; the preset takes the slide encoder's part, strictly.
+    (Runs without the reference: the saved model is a randomised narrow twin of ours.)"""
+    ref = _randomise(PrismSlideEncoder(latent_seq=16, latent_dim=64))
     first_names = {name for name, _ in ref.named_parameters()}  # one name per shared tensor
     assert len(first_names) < len(ref.state_dict())  # the layers that reuse earlier ones
     published = {f"image_resampler.{k}": v.clone() for k, v in ref.state_dict().items()}
