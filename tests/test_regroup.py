@@ -2,11 +2,12 @@
 gives the same bytes in every array and the same JSON as before it (tests/output_digest.py
 says what is compared and what is left out: the code hash, versions and timings).
 
-A change meant to move the outputs rewrites the reference and says why here. Rewritten once:
+A change meant to move the outputs rewrites the reference and says why here. Rewritten twice:
 issue 26 put the mean and std into the OpenVINO graph (the CPU default engine), which moved
 the features (and what is made from them: the slide vector, the patch JSON, the feature map)
 by float rounding; the engine still matches PyTorch within 1e-5 of the largest feature
-(tests/test_encoder.py::test_openvino_engine_matches_pytorch). Nothing else moved."""
+(tests/test_encoder.py::test_openvino_engine_matches_pytorch). Nothing else moved. Then
+run.json alone: its slide_embedding record says how many tiles went into the slide vector."""
 
 from __future__ import annotations
 

@@ -243,7 +243,12 @@ def test_container_job_writes_the_slide_encoders_embedding(
 
 def test_tiles_beyond_a_slide_encoders_cap_are_left_out_evenly() -> None:
     """features.h5 keeps every tile; the slide encoder gets max_tiles of them, spread evenly."""
-    from pathssl.embed.aggregation import PretrainedSlideEncoder, aggregate
+    from pathssl.embed.aggregation import (
+        MeanPooling,
+        PretrainedSlideEncoder,
+        aggregate,
+        tiles_taken,
+    )
     from pathssl.tiles.grid import TileGrid
 
     seen = {}
@@ -261,6 +266,8 @@ def test_tiles_beyond_a_slide_encoders_cap_are_left_out_evenly() -> None:
     assert seen["n"] == 5 and seen["step"] == 512
     np.testing.assert_array_equal(seen["coords"][[0, -1]], [[0, 0], [3 * 512, 2 * 512]])
     assert embedding.shape == (3,)
+    assert tiles_taken(encoder, 12) == 5 and tiles_taken(encoder, 4) == 4  # in run.json
+    assert tiles_taken(MeanPooling(), 12) == 12
 
 
 def test_the_docs_table_names_every_preset_and_its_files() -> None:

@@ -88,6 +88,13 @@ def aggregate(
     return aggregator.encode(features, coords, grid.stride_l0_px)
 
 
+def tiles_taken(aggregator: SlideAggregator, tiles: int) -> int:
+    """How many of a slide's tiles go into its embedding (all but for a capped slide encoder),
+    for the run record: a subsample is never silent."""
+    cap = aggregator.preset.max_tiles if isinstance(aggregator, PretrainedSlideEncoder) else None
+    return tiles if cap is None else min(tiles, cap)
+
+
 def default_aggregator(bundle_dir: Path) -> SlideAggregator:
     """The bundle's trained slide encoder when it has one, mean pooling otherwise."""
     from pathssl.slide_ssl.bundle import load_slide_aggregator

@@ -18,7 +18,12 @@ from tqdm import tqdm
 
 import pathssl
 from pathssl.atomic import Stage, staged_outputs
-from pathssl.embed.aggregation import SlideAggregator, aggregate, choose_aggregator
+from pathssl.embed.aggregation import (
+    SlideAggregator,
+    aggregate,
+    choose_aggregator,
+    tiles_taken,
+)
 from pathssl.embed.options import EmbedOptions
 from pathssl.embed.plan import SlidePlan, plan_slide
 from pathssl.embed.records import drop_flagged, h5_attrs, judges_ink, tiling_record, tissue_record
@@ -109,11 +114,7 @@ def embed_slide(
             "tissue": tissue_record(plan.tissue),
             "tiling": tiling_record(plan.spec, grid, len(plan.grid), options.augmentations),
             "tile_qc": qc_summary,
-            "slide_embedding": {
-                "aggregator": aggregator.name,
-                "weights_sha256": getattr(aggregator, "sha256", None),
-                "dim": int(embedding.shape[0]),
-            },
+            "slide_embedding": _embedding_record(aggregator, embedding, len(grid)),
             **_how_it_ran(options, tiles),
             "timings": {k: round(v, 3) for k, v in timings.items()},
             "outputs": options.layout.files(),
@@ -122,6 +123,17 @@ def embed_slide(
             record["run_identity"] = identity
         write_run_record(stage, options.layout, record)
     return record
+
+
+def _embedding_record(
+    aggregator: SlideAggregator, embedding: np.ndarray, tiles: int
+) -> dict[str, Any]:
+    return {
+        "aggregator": aggregator.name,
+        "weights_sha256": getattr(aggregator, "sha256", None),
+        "dim": int(embedding.shape[0]),
+        "tiles": tiles_taken(aggregator, tiles),  # fewer than the slide's: an even subsample
+    }
 
 
 def _plan_and_prepare(
