@@ -29,7 +29,7 @@ class Preset:
     strip_prefixes: tuple[str, ...] = ("module.", "backbone.", "encoder.", "model.")
     drop_prefixes: tuple[str, ...] = ("head.", "fc.")
     source_url: str = ""  # where users download the checkpoint (documentation only)
-    layout: str = "timm"  # key names of the published checkpoint: "timm" or "transformers"
+    layout: str = "timm"  # published key names: timm, transformers, conch-v1.5, swin-timm-0.5
     layer_norm_eps: float | None = None  # when the published model's differs from timm's 1e-6
     extra: dict[str, Any] = field(default_factory=dict)
 
