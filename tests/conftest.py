@@ -65,3 +65,18 @@ def tiny_bundle(tiny_bundle_dir: Path):
     from pathssl.encoder.bundle import load_bundle
 
     return load_bundle(tiny_bundle_dir)
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_log_handlers():
+    """`pathssl.cli.main` configures logging on the stderr of the test that first calls it;
+    captured streams close after each test, so later log lines would fail ("Logging error")
+    into the next test's stderr. Handlers a test adds are removed after it."""
+    import logging
+
+    root = logging.getLogger()
+    before = set(root.handlers)
+    yield
+    for handler in root.handlers[:]:
+        if handler not in before and type(handler) is logging.StreamHandler:
+            root.removeHandler(handler)

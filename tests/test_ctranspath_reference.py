@@ -29,9 +29,9 @@ import pytest
 import torch
 
 from pathssl.encoder.bundle import build_module, load_weights
+from pathssl.encoder.ctranspath_layers import ConvStem, old_swin_to_timm
 from pathssl.encoder.import_weights import config_from_preset, map_keys, read_checkpoint
 from pathssl.encoder.presets import get_preset
-from pathssl.encoder.presets.ctranspath import ConvStem, old_swin_to_timm
 
 MIRROR = Path("/work/.mirror/hms-dbmi+CHIEF/repo")
 TIMM_0_5_4 = Path(os.environ.get("PATHSSL_TIMM_0_5_4", "/tmp/timm054"))

@@ -234,7 +234,12 @@ def test_aggregation(embedded: Path, tiny_bundle_dir: Path, monkeypatch) -> None
     )
     record = json.loads((embedded / "run.json").read_text())
     dim = written.shape[1]
-    assert record["slide_embedding"] == {"aggregator": "mean", "weights_sha256": None, "dim": dim}
+    assert record["slide_embedding"] == {
+        "aggregator": "mean",
+        "weights_sha256": None,
+        "dim": dim,
+        "tiles": len(written),  # every tile: the mean takes them all
+    }
 
 
 def test_outputs(embedded: Path, tiny_bundle, planned, encoded: np.ndarray) -> None:

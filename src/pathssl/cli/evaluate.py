@@ -164,7 +164,12 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--compare", action="append", default=[], metavar="NAME=BUNDLE", help="more bundles"
     )
-    p.add_argument("--shared", type=Path, default=Path("../shared/data"), help="shared data folder")
+    p.add_argument(
+        "--shared",
+        type=Path,
+        default=Path("../shared/data"),
+        help="shared data folder (default: %(default)s)",
+    )
     p.add_argument("--folds", type=int, default=5, help="folds over groups (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="fold draws (default: %(default)s)")
     p.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default: %(default)s)")

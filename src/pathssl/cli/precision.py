@@ -22,7 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", type=Path, default=None, help="bundle (default: model/)")
     p.add_argument("--precision", choices=["bf16"], default="bf16", help="(default: bf16)")
-    p.add_argument("--shared", type=Path, default=Path("../shared/data"), help="shared data folder")
+    p.add_argument(
+        "--shared",
+        type=Path,
+        default=Path("../shared/data"),
+        help="shared data folder (default: %(default)s)",
+    )
     p.add_argument("--folds", type=int, default=5, help="folds over groups (default: %(default)s)")
     # 10 draws: with 3, one tile's prediction in one draw moves the mean by 0.005 (measured)
     p.add_argument("--repeats", type=int, default=10, help="fold draws (default: %(default)s)")

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pathssl.encoder.openvino_engine import ENGINES
+from pathssl.encoder.engines import ENGINES
 from pathssl.errors import PathsslError
 from pathssl.outputs.slide_outputs import OutputLayout
 

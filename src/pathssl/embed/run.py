@@ -88,6 +88,17 @@ def existing_identity(output_dir: Path, layout: OutputLayout) -> dict[str, Any] 
     return record.get("run_identity") or {}
 
 
+def check_engine(bundle: EncoderBundle, options: EmbedOptions) -> None:
+    """The engine the options ask for can run this model: resolved (installed, on this
+    device, BF16 on this CPU) and, for a reduced precision, accepted by its check."""
+    settings = DeviceSettings.auto(options.device)
+    engine = resolve_engine(options.engine, settings.device)
+    if engine == "openvino-bf16":
+        from pathssl.encoder.precision_check import require_accepted
+
+        require_accepted(bundle, "bf16")
+
+
 def numerics(options: EmbedOptions) -> str:
     """The device kind, precision and engine the features will be computed with."""
     settings = DeviceSettings.auto(options.device)
@@ -134,6 +145,7 @@ def embed_slides(
             len(plan.slides),
         )
     check_writable(output_root)  # one line before any work if the folder cannot be written
+    check_engine(bundle, options)  # an unchecked BF16 model: one line, before any slide
     aggregator = aggregator or choose_aggregator(bundle, options)  # load a slide encoder once
     reports = []
     with PlanAhead(bundle, options) as ahead:

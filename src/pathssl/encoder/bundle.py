@@ -34,7 +34,7 @@ _NAMED_LAYERS: dict[str, Callable[[], Any]] = {
     "SiLU": lambda: torch.nn.SiLU,
     "GELU": lambda: torch.nn.GELU,
     "CTransPathConvStem": lambda: (
-        __import__("pathssl.encoder.presets.ctranspath", fromlist=["ConvStem"]).ConvStem
+        __import__("pathssl.encoder.ctranspath_layers", fromlist=["ConvStem"]).ConvStem
     ),
 }
 

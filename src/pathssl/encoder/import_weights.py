@@ -12,10 +12,10 @@ import torch
 
 from pathssl.encoder.bundle import EncoderConfig, build_module, load_weights
 from pathssl.encoder.conch_layout import fit_conch_v1_5
+from pathssl.encoder.ctranspath_layers import old_swin_to_timm
 from pathssl.encoder.export import save_bundle
 from pathssl.encoder.hf_layout import fit_position_embeddings, transformers_to_timm
 from pathssl.encoder.presets import Preset, get_preset
-from pathssl.encoder.presets.ctranspath import old_swin_to_timm
 from pathssl.errors import ModelBundleError
 
 _CONTAINER_KEYS = ("state_dict", "model", "teacher", "student", "module")

@@ -18,10 +18,8 @@ import warnings
 
 import torch
 
+from pathssl.encoder.engines import ENGINES, PRECISION
 from pathssl.errors import PathsslError
-
-ENGINES = ("auto", "pytorch", "openvino", "openvino-bf16")
-PRECISION = {"openvino": "f32", "openvino-bf16": "bf16"}
 
 # Every converted model stays alive until the interpreter exits and is released there, from
 # the main thread: an OpenVINO model freed by a garbage collection that happens to run in a
