@@ -133,7 +133,7 @@ def test_whole_model_matches_chief_on_timm_0_5_4(ctran_py: Path, tmp_path: Path)
     assert "layers.0.downsample.reduction.weight" in published  # timm 0.5.4's layout
     state = old_swin_to_timm(map_keys(published, preset), model)
     load_weights(model, state, "CHIEF_CTransPath.pth", "ctranspath")  # every tensor, strictly
-    io = torch.load(tmp_path / "io.pt")
+    io = torch.load(tmp_path / "io.pt", weights_only=True)  # tensors only
     got = model(io["x"])
     assert got.shape == (3, preset.embedding_dim) == (3, 768)
     torch.testing.assert_close(got, io["y"], atol=1e-5, rtol=1e-5)

@@ -206,23 +206,32 @@ def _will_embed(slide: SlideInput, ctx: _Context) -> bool:
     except (OSError, PathsslError):
         return False  # its own turn reports the problem
     old = existing_identity(ctx.output_root / slide.name, ctx.options.layout)
+    return _outcome(old, identity, ctx.run)[0] == "embed"
+
+
+def _outcome(
+    old: dict[str, Any] | None, identity: dict[str, Any], run: RunSettings
+) -> tuple[str, list[str]]:
+    """What becomes of existing outputs: "embed" (none, or redone), "reused" or "failed"
+    (refused), and what differs."""
     if old is None:
-        return True
+        return "embed", []
     changed = differences(old, identity)
-    reused = not changed and ctx.run.resume
-    refused = bool(changed) and ctx.run.mismatch == "refuse"
-    return not (reused or refused)
+    if not changed and run.resume:
+        return "reused", changed
+    if changed and run.mismatch == "refuse":
+        return "failed", changed
+    return "embed", changed
 
 
 def _decide(path: Path, out_dir: Path, identity: dict[str, Any], ctx: _Context) -> SlideReport:
     """Reuse, redo (note says why) or refuse the slide's existing outputs."""
-    run = ctx.run
     old = existing_identity(out_dir, ctx.options.layout)
     report = SlideReport(str(path), "embed", str(out_dir))
+    outcome, changed = _outcome(old, identity, ctx.run)
     if old is None:
         return report
-    changed = differences(old, identity)
-    if not changed and run.resume:
+    if outcome == "reused":
         note = code_note(old, identity)
         log.info(
             "%s: outputs made by the same slide, options and model, reused%s",
@@ -231,7 +240,7 @@ def _decide(path: Path, out_dir: Path, identity: dict[str, Any], ctx: _Context) 
         )
         return replace(report, status="reused", note=note)
     why = "; ".join(changed) if changed else "--no-resume"
-    if changed and run.mismatch == "refuse":
+    if outcome == "failed":
         msg = (
             f"{out_dir}: holds outputs made differently ({why}); rerun without "
             "--on-mismatch refuse to redo them, or choose another --output"
