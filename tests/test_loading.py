@@ -111,3 +111,65 @@ def test_reading_error_from_a_thread_is_one_line(cmu_slide: Path, tmp_path: Path
     with pytest.raises(SlideReadError, match="cannot read region") as err:
         _all_tiles(broken, grid, 8, threads=2)
     assert "\n" not in str(err.value) and str(broken) in str(err.value)
+
+
+class _Blocks:
+    """A stand-in dataset of k blocks that records, for each read, whether the consumer was
+    working at the time (the concurrency property under test, not pixels)."""
+
+    def __init__(self, k: int) -> None:
+        self.k, self.consumer_busy, self.reads_while_busy = k, False, 0
+
+    def __len__(self) -> int:
+        return self.k
+
+    def __getitem__(self, i: int):
+        import time
+
+        import torch
+
+        time.sleep(0.005)
+        self.reads_while_busy += self.consumer_busy
+        return torch.full((3, 3, 4, 4), i, dtype=torch.uint8), torch.arange(3 * i, 3 * i + 3)
+
+
+@pytest.mark.parametrize("phased", [True, False])
+def test_phased_reading_never_runs_beside_the_consumer(phased: bool) -> None:
+    import time
+
+    blocks = _Blocks(12)
+    seen = []
+    reader = loading.ThreadedBlockReader(blocks, threads=2, phased=phased)
+    for tiles, idx in reader:
+        blocks.consumer_busy = True
+        time.sleep(0.02)  # the encoder's turn
+        blocks.consumer_busy = False
+        seen.append(int(tiles[0, 0, 0, 0]))
+        assert idx.tolist() == [3 * seen[-1], 3 * seen[-1] + 1, 3 * seen[-1] + 2]
+    assert seen == list(range(12))  # every block, in order, either way
+    if phased:
+        assert blocks.reads_while_busy == 0
+    else:  # reading ahead does overlap: the check above can fail
+        assert blocks.reads_while_busy > 0
+
+
+def test_cpu_reads_in_phases_and_gpu_overlaps() -> None:
+    assert loading.reads_in_phases(cuda=False, num_workers=0)
+    assert not loading.reads_in_phases(cuda=True, num_workers=0)
+    assert not loading.reads_in_phases(cuda=False, num_workers=2)
+
+
+def test_quality_measured_in_reading_threads_equals_per_batch(cmu_slide: Path) -> None:
+    from pathssl.tissue.tile_qc import TileQC
+
+    grid = _grid(cmu_slide, 1.0, 112)
+    dataset = TileBlockDataset(cmu_slide, grid, plan_blocks(grid, 1.0, 4), 1.0)
+    in_threads, per_batch = TileQC.empty(len(grid)), TileQC.empty(len(grid))
+    loader = make_loader(dataset, 0, read_threads=2, inspect=in_threads.measure)
+    assert loader.phased
+    for tiles, idx in iter_batches(loader, 7):
+        per_batch.measure(tiles.numpy(), idx.numpy())
+    dataset.close()
+    assert (per_batch.focus > 0).all()
+    np.testing.assert_array_equal(in_threads.focus, per_batch.focus)
+    np.testing.assert_array_equal(in_threads.ink_fraction, per_batch.ink_fraction)

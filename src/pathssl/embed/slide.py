@@ -271,8 +271,11 @@ def embed_tiles(
             None if device_reader else TileBlockDataset(slide_path, grid, blocks, plan.downsample)
         )
         loader = device_reader or make_loader(
-            dataset, options.num_workers, settings.device.type == "cuda", options.read_threads
-        )
+            dataset, options.num_workers, settings.device.type == "cuda", options.read_threads,
+            inspect=inspect,
+        )  # fmt: skip
+        phased = getattr(loader, "phased", False)
+        inspected_by_reader = getattr(loader, "inspect", None) is not None
         with (
             tqdm(total=len(grid), desc=desc, unit="tile", disable=None) as bar,
             contextlib.closing(dataset) if dataset else contextlib.nullcontext(),
@@ -280,7 +283,8 @@ def embed_tiles(
             return embed_batches(
                 module, bundle, settings, loader, store.write,
                 batch_size=options.batch_size, label=str(slide_path),
-                on_batch=bar.update, augment=augment, inspect=inspect,
+                on_batch=bar.update, augment=augment,
+                inspect=None if inspected_by_reader else inspect, overlap=not phased,
             )  # fmt: skip
 
     stores = [FeatureStore(stage.scratch("features"), len(grid), dim)]

@@ -140,13 +140,16 @@ def embed_batches(
     on_batch: Callable[[int], None] | None = None,
     augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
     inspect: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    overlap: bool = True,
 ) -> int:
     """Embed every tile the loader yields; `write(sorted_indices, features)` stores them.
     `augment(uint8 tiles, batch number)` -> float tiles on the 0-255 scale, if given;
     `inspect(uint8 tiles, indices)` sees each batch as read (per-tile quality measures).
-    The encoder runs one batch behind in its own thread, so that inspecting, converting and
-    writing a batch overlap with encoding the one before (the same batches, in the same
-    order, as one thread would make). Returns the number of tiles written."""
+    With `overlap`, the encoder runs one batch behind in its own thread, so that reading,
+    inspecting, converting and writing a batch overlap with encoding the one before (for an
+    engine that leaves cores free, as a GPU does); without, it runs in this thread, between
+    reads (a CPU engine on every core: `reads_in_phases`). The same batches, in the same
+    order, either way. Returns the number of tiles written."""
     encode = _encoder_call(module, settings)
     store = partial(
         _store, write=write, dim=bundle.config.embedding_dim, label=label, on_batch=on_batch
@@ -165,6 +168,9 @@ def embed_batches(
             submitted = (pool.submit(encode, x), indices.numpy())
             written += store(*pending) if pending is not None else 0
             pending = submitted
+            if not overlap:
+                written += store(*pending)
+                pending = None
         written += store(*pending) if pending is not None else 0
     return written
 

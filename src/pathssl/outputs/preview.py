@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from pathssl.outputs.tile_summary import leading_components
 from pathssl.tiles.grid import TileGrid
 from pathssl.tissue.detection import Thumbnail, TissueMask
 
@@ -44,9 +45,9 @@ def pca_rgb(features: np.ndarray) -> np.ndarray:
     fit_idx = np.unique(np.linspace(0, n - 1, min(n, MAX_PCA_FIT_TILES)).astype(int))
     sample = features[fit_idx].astype(np.float64)
     mean = sample.mean(axis=0)
-    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    axes = leading_components(sample - mean, 3)
     comps = np.zeros((3, sample.shape[1]))
-    comps[: min(3, len(vt))] = vt[:3]
+    comps[: len(axes)] = axes
     proj = np.concatenate(
         [(features[s : s + CHUNK_TILES] - mean) @ comps.T for s in range(0, n, CHUNK_TILES)]
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,29 +220,61 @@ def _reraise_cleanly(loader: torch.utils.data.DataLoader) -> Iterator:
 class ThreadedBlockReader:
     """Blocks read by a pool of threads in this process, yielded in order. OpenSlide, Pillow
     and numpy release the GIL while they decode, resize and copy, so threads overlap with
-    each other and with the encoder, with no copies between processes (on 2 cores, 2 threads
-    read faster than 2 worker processes: measured in bench/embed_throughput.py)."""
+    each other, with no copies between processes (on 2 cores, 2 threads read faster than 2
+    worker processes: measured in bench/embed_throughput.py).
 
-    def __init__(self, dataset: TileBlockDataset, threads: int, lookahead: int = 2) -> None:
+    `phased`: blocks are read `threads` at a time, only when the consumer asks for the next
+    one, so reading never runs beside an encoder that is working on the same cores (see
+    `reads_in_phases`). `inspect(tiles, indices)`, if given, runs on each block in its
+    reading thread (per-tile measures: the same values as on whole batches)."""
+
+    def __init__(
+        self,
+        dataset: TileBlockDataset,
+        threads: int,
+        lookahead: int = 2,
+        *,
+        phased: bool = False,
+        inspect: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    ) -> None:
         self.dataset, self.threads, self.lookahead = dataset, threads, lookahead
+        self.phased, self.inspect = phased, inspect
+
+    def _read(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        tiles, indices = self.dataset[i]
+        if self.inspect is not None:
+            self.inspect(tiles.numpy(), indices.numpy())
+        return tiles, indices
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.dataset)
         if self.threads <= 0:
-            yield from (self.dataset[i] for i in range(n))
+            yield from (self._read(i) for i in range(n))
             return
+        ahead = 0 if self.phased else self.threads * self.lookahead
         pending: deque = deque()
         with ThreadPoolExecutor(self.threads, thread_name_prefix="pathssl-read") as pool:
             try:
                 for i in range(n):
-                    pending.append(pool.submit(self.dataset.__getitem__, i))
-                    if len(pending) > self.threads * self.lookahead:
+                    if self.phased and not pending:  # the next group, on every thread
+                        group = range(i, min(n, i + self.threads * self.lookahead))
+                        pending.extend(pool.submit(self._read, j) for j in group)
+                    elif not self.phased:
+                        pending.append(pool.submit(self._read, i))
+                    if len(pending) > ahead:
                         yield pending.popleft().result()
                 while pending:
                     yield pending.popleft().result()
             finally:
                 for future in pending:
                     future.cancel()
+
+
+def reads_in_phases(cuda: bool, num_workers: int) -> bool:
+    """On a CPU the encoder already runs on every core: reading beside it makes both wait
+    (the engine's threads meet at every layer, and a core lent to a reading thread stalls
+    them all). There, reading threads take turns with the encoder, each on every core."""
+    return not cuda and num_workers == 0
 
 
 def default_num_workers(cuda: bool) -> int:
@@ -263,13 +295,16 @@ def make_loader(
     num_workers: int | None = None,
     cuda: bool = False,
     read_threads: int | None = None,
+    inspect: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> torch.utils.data.DataLoader | ThreadedBlockReader:
     """Blocks in order: from worker processes (pinned memory for fast, non-blocking copies to
-    a GPU), or, with num_workers 0, from reading threads (0: read inline)."""
+    a GPU), or, with num_workers 0, from reading threads (0: read inline) that take turns
+    with the encoder and run `inspect` on each block (see `reads_in_phases`)."""
     workers = default_num_workers(cuda) if num_workers is None else num_workers
     if workers == 0:
         threads = default_read_threads() if read_threads is None else read_threads
-        return ThreadedBlockReader(dataset, threads)
+        phased = reads_in_phases(cuda, workers)
+        return ThreadedBlockReader(dataset, threads, phased=phased, inspect=inspect)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=None,
