@@ -202,3 +202,20 @@ def test_svs_and_its_grand_challenge_tiff_give_the_same_tiles(cmu_slide: Path) -
                 grid = plan_tiles(slide.levels, mpp, tissue, spec)
             tiles.append(sorted(map(tuple, grid.coords_l0.tolist())))
         assert tiles[0] == tiles[1] and len(tiles[0]) > 40
+
+
+def test_thumbnail_chunks_read_in_threads_equal_one_by_one(cmu_slide: Path, monkeypatch) -> None:
+    """OpenSlide renders the thumbnail's chunks on several threads; every pixel is the one a
+    single thread gives (small chunks, so the CMU slide has many)."""
+    from pathssl.tissue import detection
+
+    monkeypatch.setattr(detection, "CHUNK_SIDE_PX", 256)
+    with open_slide(cmu_slide) as slide:
+        assert slide.concurrent_reads  # OpenSlide
+        mpp = resolve_mpp(slide, None).mpp
+        threaded = render_thumbnail(slide, mpp, target_mpp=1.0, source_mpp=None)
+        monkeypatch.setattr(type(slide), "concurrent_reads", False)
+        alone = render_thumbnail(slide, mpp, target_mpp=1.0, source_mpp=None)
+    assert threaded.rgb.shape == alone.rgb.shape and threaded.rgb.shape[0] > 2 * 256 // 2
+    np.testing.assert_array_equal(threaded.rgb, alone.rgb)
+    assert threaded.rgb.std() > 10  # real tissue, not an empty canvas

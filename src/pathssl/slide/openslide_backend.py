@@ -47,6 +47,7 @@ def _native_reader():
 
 class OpenSlideSlide(Slide):
     backend = "openslide"
+    concurrent_reads = True  # OpenSlide is thread-safe; its C calls release the GIL (ctypes)
 
     @staticmethod
     def can_open(path: Path) -> bool:

@@ -85,6 +85,7 @@ class Slide(ABC):
     """A readable slide. Use as a context manager; each process opens its own."""
 
     backend: str = ""
+    concurrent_reads: bool = False  # True where one handle may read regions from many threads
     sample_format: SampleFormat = SampleFormat()  # a backend sets its file's own
     _pixel_problem: str | bool | None = False  # False: not judged yet
 

@@ -8,6 +8,8 @@ background); which one is decided from the image.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,19 +95,31 @@ def render_thumbnail(
         disable=None if len(chunks) >= PROGRESS_MIN_CHUNKS else True,
         leave=False,
     )
+
+    def render(chunk_origin: tuple[int, int]) -> None:
+        r0, c0 = chunk_origin
+        r1, c1 = min(rows, r0 + step), min(cols, c0 + step)
+        chunk = slide.read_region_image(
+            round(c0 * factor * lv.downsample),
+            round(r0 * factor * lv.downsample),
+            level,
+            (c1 - c0) * factor,
+            (r1 - r0) * factor,
+        )
+        # Pillow's box reduction: the rounded block mean, 3x faster than numpy's (measured)
+        out[r0:r1, c0:c1] = np.asarray(chunk.reduce(factor))
+        bar.update()
+
+    # chunks on every core where the backend reads from many threads (OpenSlide): the
+    # thumbnail is on the critical path of every slide (3.3 s of a 13,838-tile slide's 67 s)
+    threads = min(4, os.cpu_count() or 1, len(chunks)) if slide.concurrent_reads else 1
     with bar:
-        for r0, c0 in chunks:
-            r1, c1 = min(rows, r0 + step), min(cols, c0 + step)
-            chunk = slide.read_region_image(
-                round(c0 * factor * lv.downsample),
-                round(r0 * factor * lv.downsample),
-                level,
-                (c1 - c0) * factor,
-                (r1 - r0) * factor,
-            )
-            # Pillow's box reduction: the rounded block mean, 3x faster than numpy's (measured)
-            out[r0:r1, c0:c1] = np.asarray(chunk.reduce(factor))
-            bar.update()
+        if threads > 1:
+            with ThreadPoolExecutor(threads, thread_name_prefix="pathssl-thumbnail") as pool:
+                list(pool.map(render, chunks))
+        else:
+            for chunk_origin in chunks:
+                render(chunk_origin)
     scale = lv.downsample * factor
     return Thumbnail(out, scale, mpp * scale)
 
