@@ -223,9 +223,9 @@ class ThreadedBlockReader:
     each other, with no copies between processes (on 2 cores, 2 threads read faster than 2
     worker processes: measured in bench/embed_throughput.py).
 
-    `phased`: blocks are read `threads` at a time, only when the consumer asks for the next
-    one, so reading never runs beside an encoder that is working on the same cores (see
-    `reads_in_phases`). `inspect(tiles, indices)`, if given, runs on each block in its
+    `phased`: blocks are read `threads x lookahead` at a time, only when the consumer asks
+    for the next one, so reading never runs beside an encoder that is working on the same
+    cores (see `reads_in_phases`). `inspect(tiles, indices)`, if given, runs on each block in its
     reading thread (per-tile measures: the same values as on whole batches)."""
 
     def __init__(
