@@ -223,10 +223,11 @@ class ThreadedBlockReader:
     each other, with no copies between processes (on 2 cores, 2 threads read faster than 2
     worker processes: measured in bench/embed_throughput.py).
 
-    `phased`: blocks are read `threads x lookahead` at a time, only when the consumer asks
-    for the next one, so reading never runs beside an encoder that is working on the same
-    cores (see `reads_in_phases`). `inspect(tiles, indices)`, if given, runs on each block in its
-    reading thread (per-tile measures: the same values as on whole batches)."""
+    `phased`: blocks are read in turns of `threads x lookahead`, each turn whole before any
+    of it is handed over and only when the consumer asks for more, so reading never runs
+    beside an encoder that is working on the same cores (see `reads_in_phases`).
+    `inspect(tiles, indices)`, if given, runs on each block in its reading thread (per-tile
+    measures: the same values as on whole batches)."""
 
     def __init__(
         self,
@@ -251,23 +252,36 @@ class ThreadedBlockReader:
         if self.threads <= 0:
             yield from (self._read(i) for i in range(n))
             return
-        ahead = 0 if self.phased else self.threads * self.lookahead
-        pending: deque = deque()
         with ThreadPoolExecutor(self.threads, thread_name_prefix="pathssl-read") as pool:
+            if self.phased:
+                yield from self._in_turns(pool, n)
+            else:
+                yield from self._ahead(pool, n)
+
+    def _in_turns(self, pool: ThreadPoolExecutor, n: int) -> Iterator:
+        """A whole turn of blocks is read, on every thread, before any of it is handed over."""
+        turn = self.threads * self.lookahead
+        for start in range(0, n, turn):
+            futures = [pool.submit(self._read, i) for i in range(start, min(n, start + turn))]
             try:
-                for i in range(n):
-                    if self.phased and not pending:  # the next group, on every thread
-                        group = range(i, min(n, i + self.threads * self.lookahead))
-                        pending.extend(pool.submit(self._read, j) for j in group)
-                    elif not self.phased:
-                        pending.append(pool.submit(self._read, i))
-                    if len(pending) > ahead:
-                        yield pending.popleft().result()
-                while pending:
-                    yield pending.popleft().result()
+                blocks = [future.result() for future in futures]
             finally:
-                for future in pending:
+                for future in futures:
                     future.cancel()
+            yield from blocks
+
+    def _ahead(self, pool: ThreadPoolExecutor, n: int) -> Iterator:
+        pending: deque = deque()
+        try:
+            for i in range(n):
+                pending.append(pool.submit(self._read, i))
+                if len(pending) > self.threads * self.lookahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def reads_in_phases(cuda: bool, num_workers: int) -> bool:
