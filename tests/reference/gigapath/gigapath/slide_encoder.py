@@ -234,7 +234,7 @@ def create_model(pretrained: str, model_arch: str, in_chans: int, local_dir: str
         local_path = pretrained
 
     if os.path.exists(local_path):
-        state_dict = torch.load(local_path, map_location="cpu")["model"]
+        state_dict = torch.load(local_path, map_location="cpu", weights_only=True)["model"]
 
         missing_keys, unexpected_keys = model.load_state_dict(state_dict, strict=False)
         if len(missing_keys) > 0:
