@@ -10,7 +10,9 @@ by float rounding; the engine still matches PyTorch within 1e-5 of the largest f
 run.json alone: its slide_embedding record says how many tiles went into the slide vector.
 Then preview.png's pixels alone: its PCA colours come from the covariance with a fixed sign
 per axis (outputs/tile_summary.leading_components, as the QuPath export's), no longer from an
-SVD whose signs LAPACK picks, so a component's colours may be inverted."""
+SVD whose signs LAPACK picks, so a component's colours may be inverted. Then run.json alone:
+its tile_loader says that libjpeg-turbo decoded the JPEG tiles (slide/direct_jpeg.py; every
+other file's bytes the same)."""
 
 from __future__ import annotations
 

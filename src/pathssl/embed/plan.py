@@ -35,6 +35,7 @@ class SlidePlan:
     grid: TileGrid
     level_sizes: list[tuple[int, int]]
     downsample: float  # of the level the tiles are read from
+    region_decoder: str  # who decodes that level on the CPU (slide.region_decoder)
     preview_image: Thumbnail
     slide_info: dict[str, Any]  # for the run record: a file name, never a host path
 
@@ -71,6 +72,7 @@ def plan_slide(slide_path: Path, bundle: EncoderBundle, options: EmbedOptions) -
             grid=grid,
             level_sizes=[(lv.width, lv.height) for lv in slide.levels],
             downsample=slide.levels[grid.level].downsample,
+            region_decoder=slide.region_decoder(grid.level),
             preview_image=preview_image,
             slide_info={
                 "file": slide_path.name,

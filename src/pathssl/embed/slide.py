@@ -315,12 +315,12 @@ def _device_reader(
     decoder has matched the CPU's on the first block; everything else is read by OpenSlide."""
     grid, downsample = plan.grid, plan.downsample
     if settings.device.type != "cuda" or not options.gpu_decode:
-        return None, "openslide"
+        return None, plan.region_decoder
     levels = jpeg_tile_levels(slide_path, plan.level_sizes)
     if len(levels) <= grid.level:
-        return None, "openslide (the level is not JPEG-tiled)"
+        return None, f"{plan.region_decoder} (the level is not JPEG-tiled)"
     reader, why = checked_reader(levels[grid.level], grid, blocks, downsample, settings.device)
     if reader is None:
         log.warning("%s: tiles read by OpenSlide: %s", slide_path.name, why)
-        return None, f"openslide ({why})"
+        return None, f"{plan.region_decoder} ({why})"
     return reader, f"compressed JPEG tiles decoded on {settings.device}"

@@ -7,7 +7,11 @@ which names, with which metadata) reads in one place.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,46 +85,69 @@ class SlideOutputs:
 
 
 def write_slide_outputs(stage: Stage, layout: OutputLayout, out: SlideOutputs) -> None:
-    """Every output but the run record, into the stage."""
-    coords = out.grid.coords_l0
-    if layout.features_h5:
-        write_features_file(
-            stage.path(layout.features_h5),
-            coords,
-            out.features,
-            out.h5_attrs,
-            augmented=out.augmented,
-            per_tile={"qc_ink_fraction": out.qc.ink_fraction, "qc_focus": out.qc.focus},
-        )
-    write_slide_representation(stage.path(layout.slide_embedding), out.title, out.embedding)
-    if layout.patch_embeddings:
-        meta = patch_meta(out.grid.stride_l0_px, out.level0_mpp, out.level0_size_px)
-        write_patch_representation(
-            stage.path(layout.patch_embeddings), out.title, meta, coords, out.features
+    """Every output but the run record, into the stage. The files are written side by side
+    on every core (zlib, PNG and HDF5 release the GIL): after the encoder they would
+    otherwise run on one core while the others wait."""
+    jobs = _picture_writers(stage, layout, out) + _feature_writers(stage, layout, out)
+    with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+        futures = [pool.submit(job) for job in jobs]
+        for future in futures:  # every writer finishes; the first failure is raised
+            future.result()
+
+
+Writer = Callable[[], None]  # stage paths are taken before the writers run, in one thread
+
+
+def _picture_writers(stage: Stage, layout: OutputLayout, out: SlideOutputs) -> list[Writer]:
+    jobs: list[Writer] = []
+    if layout.preview:  # the slowest: first
+        jobs.append(
+            partial(
+                write_preview,
+                stage.path(layout.preview),
+                out.preview_image,
+                out.tissue,
+                out.grid,
+                out.features,
+                flagged=out.qc.flagged,
+                caption=out.caption(),
+                fluorescence=out.tissue.source == "detected-fluorescence",
+            )
         )
     if layout.feature_map:
-        write_feature_map(
-            stage.path(layout.feature_map),
-            out.grid,
-            out.features,
-            out.level0_mpp,
-            out.image_metadata,
-        )
+        path = stage.path(layout.feature_map)
+        meta = out.image_metadata
+        jobs.append(partial(write_feature_map, path, out.grid, out.features, out.level0_mpp, meta))
     if layout.tissue_mask:
-        write_mask(
-            stage.path(layout.tissue_mask), out.tissue.mask, out.tissue.mpp, out.image_metadata
+        path = stage.path(layout.tissue_mask)
+        jobs.append(partial(write_mask, path, out.tissue.mask, out.tissue.mpp, out.image_metadata))
+    return jobs
+
+
+def _feature_writers(stage: Stage, layout: OutputLayout, out: SlideOutputs) -> list[Writer]:
+    coords = out.grid.coords_l0
+    jobs: list[Writer] = []
+    if layout.patch_embeddings:
+        meta = patch_meta(out.grid.stride_l0_px, out.level0_mpp, out.level0_size_px)
+        path = stage.path(layout.patch_embeddings)
+        jobs.append(
+            partial(write_patch_representation, path, out.title, meta, coords, out.features)
         )
-    if layout.preview:
-        write_preview(
-            stage.path(layout.preview),
-            out.preview_image,
-            out.tissue,
-            out.grid,
-            out.features,
-            flagged=out.qc.flagged,
-            caption=out.caption(),
-            fluorescence=out.tissue.source == "detected-fluorescence",
+    if layout.features_h5:
+        jobs.append(
+            partial(
+                write_features_file,
+                stage.path(layout.features_h5),
+                coords,
+                out.features,
+                out.h5_attrs,
+                augmented=out.augmented,
+                per_tile={"qc_ink_fraction": out.qc.ink_fraction, "qc_focus": out.qc.focus},
+            )
         )
+    path = stage.path(layout.slide_embedding)
+    jobs.append(partial(write_slide_representation, path, out.title, out.embedding))
+    return jobs
 
 
 def write_run_record(stage: Stage, layout: OutputLayout, record: dict[str, Any]) -> Path:

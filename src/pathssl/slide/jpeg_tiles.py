@@ -104,6 +104,9 @@ def tile_streams(level: JpegTileLevel, indices: list[int]) -> list[bytes | None]
                 continue
             fh.seek(int(level.offsets[i]))
             data = fh.read(count)
+            if len(data) < count:  # the tile lies past the end of the file
+                row, col = divmod(i, level.grid[1])
+                raise damaged_tile(level, row, col, EOFError(f"{len(data)} of {count} bytes"))
             out[k] = head + data[2:] if head else data  # the tile's own SOI dropped
     return out
 
@@ -133,7 +136,7 @@ def read_region(
         try:
             decoded = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
         except RuntimeError as exc:
-            raise _damaged(level, *present[0][0], exc) from exc
+            raise damaged_tile(level, *present[0][0], exc) from exc
     for ((r, c), _), tile in zip(present, decoded, strict=True):
         # a tile of the last row or column may extend past the image: crop to the image
         ty0, tx0 = r * th, c * tw
@@ -148,7 +151,7 @@ def read_region(
     return out
 
 
-def _damaged(level: JpegTileLevel, row: int, col: int, exc: BaseException) -> SlideReadError:
+def damaged_tile(level: JpegTileLevel, row: int, col: int, exc: BaseException) -> SlideReadError:
     detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
     return SlideReadError(
         f"{level.path}: cannot read region x={col * level.tile_width} "
@@ -190,7 +193,7 @@ def reduced_level(level: JpegTileLevel, factor: int) -> np.ndarray | None:
                         small = small.reduce(extra)
                     pixels = np.asarray(small)
             except (OSError, ValueError, SyntaxError) as exc:
-                raise _damaged(level, r, c, exc) from exc
+                raise damaged_tile(level, r, c, exc) from exc
             y0, x0 = r * cth, c * ctw
             h, w = min(cth, out_h - y0), min(ctw, out_w - x0)
             out[y0 : y0 + h, x0 : x0 + w] = pixels[:h, :w]

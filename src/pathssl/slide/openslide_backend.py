@@ -6,7 +6,9 @@ from __future__ import annotations
 import ctypes
 import logging
 import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -20,6 +22,9 @@ from pathssl.slide.reader import (
     SlideLevel,
 )
 from pathssl.slide.samples import composite_on_white
+
+if TYPE_CHECKING:
+    from pathssl.slide.direct_jpeg import DirectJpegLevels
 
 log = logging.getLogger("pathssl")
 
@@ -78,6 +83,8 @@ class OpenSlideSlide(Slide):
             )
         )
         self._native_read = _native_reader()
+        self._direct_levels: DirectJpegLevels | None = None  # built on the first read
+        self._direct_lock = threading.Lock()
         if self.vendor == "generic-tiff":  # other vendors' formats are 8-bit RGB by definition
             self.sample_format = _tiff_sample_format(path) or self.sample_format
         bg = self._osr.properties.get("openslide.background-color", "FFFFFF")
@@ -109,7 +116,31 @@ class OpenSlideSlide(Slide):
         self._native_read(self._osr._osr, pointer, x_l0, y_l0, level, width, height)
         return buf.view(np.uint8).reshape(height, width, 4)
 
+    def _direct_table(self) -> DirectJpegLevels:
+        if self._direct_levels is None:
+            with self._direct_lock:
+                if self._direct_levels is None:  # imported here: it needs torch (jpeg_tiles)
+                    from pathssl.slide.direct_jpeg import DirectJpegLevels
+
+                    self._direct_levels = DirectJpegLevels(
+                        self.path, self.vendor, self._levels, self._background, self._openslide
+                    )
+        return self._direct_levels
+
+    def region_decoder(self, level: int) -> str:
+        if self._direct_table().usable(level):
+            return "openslide, its JPEG tiles decoded by libjpeg-turbo (checked equal)"
+        return "openslide"
+
     def _read(self, x_l0: int, y_l0: int, level: int, width: int, height: int) -> np.ndarray:
+        if (
+            width * height
+            and (direct := self._direct_table().read(x_l0, y_l0, level, width, height)) is not None
+        ):
+            return direct
+        return self._openslide(x_l0, y_l0, level, width, height)
+
+    def _openslide(self, x_l0: int, y_l0: int, level: int, width: int, height: int) -> np.ndarray:
         if self._native_read is None or width * height == 0:
             region = self._osr.read_region((x_l0, y_l0), level, (width, height))
             return composite_on_white(np.asarray(region), self._background)
@@ -117,6 +148,11 @@ class OpenSlideSlide(Slide):
         return _composite_premultiplied(bgra, self._background)
 
     def _read_image(self, x_l0: int, y_l0: int, level: int, width: int, height: int) -> Image.Image:
+        if (
+            width * height
+            and (direct := self._direct_table().read(x_l0, y_l0, level, width, height)) is not None
+        ):
+            return Image.fromarray(direct)
         if self._native_read is None or width * height == 0:
             return super()._read_image(x_l0, y_l0, level, width, height)
         bgra = self._read_bgra(x_l0, y_l0, level, width, height)

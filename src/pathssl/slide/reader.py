@@ -185,6 +185,10 @@ class Slide(ABC):
         if problem:
             raise SlideReadError(f"{self.path}: {problem}")
 
+    def region_decoder(self, level: int) -> str:
+        """Who decodes the regions of `level`: for the run record."""
+        return self.backend
+
     def read_region(self, x_l0: int, y_l0: int, level: int, width: int, height: int) -> np.ndarray:
         """Read a (height, width, 3) RGB region at `level` whose top-left is level-0 (x, y)."""
         self._check_pixels()
