@@ -189,17 +189,14 @@ def detect_tissue(
         mode = "fluorescence"
         floor = 0.08
     else:
+        cmax, cmin = channel_max_min(rgb)
+        signal = ndimage.uniform_filter(
+            np.where(cmax > 0, (cmax - cmin) / np.maximum(cmax, 1e-6), 0.0), size=3
+        )
         mode = "brightfield"
         floor = min_saturation
-        with ThreadPoolExecutor(max_workers=1) as pool:  # numpy and ndimage release the GIL
-            # saturated ink would win the Otsu split over tissue
-            ink_future = pool.submit(ink_mask, thumb.rgb) if exclude_ink else None
-            cmax, cmin = channel_max_min(rgb)
-            signal = ndimage.uniform_filter(
-                np.where(cmax > 0, (cmax - cmin) / np.maximum(cmax, 1e-6), 0.0), size=3
-            )
-            if ink_future is not None:
-                ink = ink_future.result()
+        if exclude_ink:  # saturated ink would win the Otsu split over tissue
+            ink = ink_mask(thumb.rgb)
     clean = signal[~ink]
     threshold = max(otsu_threshold(clean), floor) if clean.size and clean.max() > floor else floor
     mask = (signal > threshold) & ~ink
