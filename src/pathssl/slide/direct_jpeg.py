@@ -26,6 +26,7 @@ from pathssl.slide.jpeg_tiles import (
     JpegTileLevel,
     damaged_tile,
     jpeg_tile_levels,
+    tile_placements,
     tile_streams,
 )
 
@@ -84,22 +85,11 @@ class DirectJpegLevels:
     def _compose(self, lv: JpegTileLevel, x: int, y: int, width: int, height: int) -> np.ndarray:
         """The region at level pixel (x, y) from decoded tiles, white outside the level and
         where tiles are absent, as OpenSlide composes it on a white background."""
-        tw, th = lv.tile_width, lv.tile_height
-        rows, cols = lv.grid
         out = np.full((height, width, 3), TILE_BACKGROUND, np.uint8)
-        for r in range(max(0, y // th), min(rows, -(-(y + height) // th))):
-            for c in range(max(0, x // tw), min(cols, -(-(x + width) // tw))):
-                tile = self._tile(lv, r, c)
-                if tile is None:
-                    continue
-                ty0, tx0 = r * th, c * tw
-                sy0, sx0 = max(ty0, y), max(tx0, x)
-                sy1 = min(ty0 + tile.shape[0], y + height)
-                sx1 = min(tx0 + tile.shape[1], x + width)
-                if sy1 > sy0 and sx1 > sx0:
-                    out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[
-                        sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0
-                    ]
+        for r, c, dst, src in tile_placements(lv, x, y, width, height):
+            tile = self._tile(lv, r, c)
+            if tile is not None:
+                out[dst] = tile[src]
         return out
 
     def _tile(self, lv: JpegTileLevel, row: int, col: int) -> np.ndarray | None:

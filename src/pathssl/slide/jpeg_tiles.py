@@ -111,6 +111,31 @@ def tile_streams(level: JpegTileLevel, indices: list[int]) -> list[bytes | None]
     return out
 
 
+Placement = tuple[int, int, tuple[slice, slice], tuple[slice, slice]]
+
+
+def tile_placements(
+    level: JpegTileLevel, x: int, y: int, width: int, height: int
+) -> list[Placement]:
+    """The tiles that overlap the region at level pixel (x, y): (row, col, where in the region,
+    which of the tile's pixels), rows and columns as slices. A tile of the last row or column
+    may extend past the image: only its pixels inside the image count."""
+    tw, th = level.tile_width, level.tile_height
+    rows, cols = level.grid
+    out = []
+    for r in range(max(0, y // th), min(rows, -(-(y + height) // th))):
+        for c in range(max(0, x // tw), min(cols, -(-(x + width) // tw))):
+            ty0, tx0 = r * th, c * tw
+            sy0, sx0 = max(ty0, y), max(tx0, x)
+            sy1 = min(ty0 + th, level.height, y + height)
+            sx1 = min(tx0 + tw, level.width, x + width)
+            if sy1 > sy0 and sx1 > sx0:
+                dst = (slice(sy0 - y, sy1 - y), slice(sx0 - x, sx1 - x))
+                src = (slice(sy0 - ty0, sy1 - ty0), slice(sx0 - tx0, sx1 - tx0))
+                out.append((r, c, dst, src))
+    return out
+
+
 def read_region(
     level: JpegTileLevel, x: int, y: int, width: int, height: int, *, device: str | torch.device
 ) -> torch.Tensor:
@@ -118,16 +143,11 @@ def read_region(
     the image and where tiles are absent."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    tw, th = level.tile_width, level.tile_height
-    rows, cols = level.grid
-    r0, r1 = max(0, y // th), min(rows, -(-(y + height) // th))
-    c0, c1 = max(0, x // tw), min(cols, -(-(x + width) // tw))
     out = torch.full((3, height, width), TILE_BACKGROUND, dtype=torch.uint8, device=device)
-    cells = [(r, c) for r in range(r0, r1) for c in range(c0, c1)]
-    if not cells:
-        return out
-    streams = tile_streams(level, [r * cols + c for r, c in cells])
-    present = [(cell, s) for cell, s in zip(cells, streams, strict=True) if s is not None]
+    placements = tile_placements(level, x, y, width, height)
+    cols = level.grid[1]
+    streams = tile_streams(level, [r * cols + c for r, c, _, _ in placements])
+    present = [(p, s) for p, s in zip(placements, streams, strict=True) if s is not None]
     if not present:
         return out
     data = [torch.frombuffer(bytearray(s), dtype=torch.uint8) for _, s in present]
@@ -136,18 +156,9 @@ def read_region(
         try:
             decoded = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
         except RuntimeError as exc:
-            raise damaged_tile(level, *present[0][0], exc) from exc
-    for ((r, c), _), tile in zip(present, decoded, strict=True):
-        # a tile of the last row or column may extend past the image: crop to the image
-        ty0, tx0 = r * th, c * tw
-        ty1, tx1 = min(ty0 + th, level.height), min(tx0 + tw, level.width)
-        sy0, sx0 = max(ty0, y), max(tx0, x)
-        sy1, sx1 = min(ty1, y + height), min(tx1, x + width)
-        if sy1 <= sy0 or sx1 <= sx0:
-            continue
-        out[:, sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[
-            :, sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0
-        ]
+            raise damaged_tile(level, *present[0][0][:2], exc) from exc
+    for ((_, _, (dy, dx), (sy, sx)), _), tile in zip(present, decoded, strict=True):
+        out[:, dy, dx] = tile[:, sy, sx]
     return out
 
 
