@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -40,6 +41,7 @@ def _unicorn_python() -> Path:
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
+            shutil.rmtree(VENV, ignore_errors=True)  # a half-built environment only takes disk
             lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
             pytest.skip(f"cannot build unicorn-eval's environment (PyPI needed): {lines[-1]}")
     site = subprocess.run(
