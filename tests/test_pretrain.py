@@ -143,6 +143,36 @@ def test_exact_resume(method: str, manifest: Path, tmp_path: Path) -> None:
     assert losses(whole) == losses(split) and len(losses(whole)) == 6
 
 
+def test_export_chooses_the_online_or_momentum_network(manifest: Path, tmp_path: Path) -> None:
+    from pathssl.encoder.bundle import load_bundle
+    from pathssl.errors import PathsslError
+    from pathssl.pretrain.export import export_checkpoint
+
+    run = pretrain(tiny_config(manifest, tmp_path / "moco", "moco", steps=3), resume=False)
+    state = load_checkpoint(run / "checkpoints/last.pt")["model"]
+
+    def weights(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+    online, key = weights("backbone."), weights("key_backbone.")
+    # after three steps the key encoder (an EMA) has moved away from the online network
+    assert any(not torch.equal(online[k], key[k]) for k in online if online[k].is_floating_point())
+    for network, expected, label in [
+        (None, online, "moco (online network)"),
+        ("momentum", key, "moco (momentum key network)"),
+    ]:
+        out = tmp_path / f"bundle-{network}"
+        config = export_checkpoint(run / "checkpoints/last.pt", out, network=network)
+        assert label in config.provenance
+        assert config.name.endswith("moco-momentum-3steps" if network else "moco-3steps")
+        for name, value in load_bundle(out).module.state_dict().items():
+            torch.testing.assert_close(value, expected[name], rtol=0, atol=0)
+    simclr = pretrain(tiny_config(manifest, tmp_path / "simclr", steps=1), resume=False)
+    with pytest.raises(PathsslError, match="simclr has no momentum network"):
+        export_checkpoint(simclr / "checkpoints/last.pt", tmp_path / "x", network="momentum")
+    assert not (tmp_path / "x").exists()
+
+
 def test_cli_export_and_embed(manifest: Path, tmp_path: Path, cmu_slide: Path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(

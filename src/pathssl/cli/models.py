@@ -69,13 +69,21 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--name", default=None, help="model name in config.json (default: method-arch-steps)"
     )
+    p.add_argument(
+        "--network",
+        choices=("online", "momentum"),
+        default=None,
+        help="which network to ship: the online one, or the momentum (EMA) copy, MoCo's key "
+        "encoder or DINO's and BYOL's teacher (default: teacher for DINO and BYOL, online "
+        "otherwise)",
+    )
     p.set_defaults(func=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from pathssl.pretrain.export import export_checkpoint
 
-    config = export_checkpoint(args.checkpoint, args.output, args.name)
+    config = export_checkpoint(args.checkpoint, args.output, args.name, args.network)
     print_bundle(args.output, config)
     return 0
 

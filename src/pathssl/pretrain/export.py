@@ -1,5 +1,7 @@
 """`pathssl export`: a training checkpoint -> a model bundle that `pathssl embed` and the
-container load unchanged (the teacher network for DINO and BYOL). A run started from a
+container load unchanged: by default the teacher network for DINO and BYOL, the online
+network otherwise; `network="momentum"` takes MoCo's key encoder (an EMA of the online
+network, steadier between steps). A run started from a
 bundle (`--init`) names it in the new bundle's provenance ("continued from bundle 'NAME'
 (weights sha256 HEX)", read back by `parent_sha256`) and in training-config.yaml (`parent`)."""
 
@@ -16,19 +18,25 @@ from pathssl.pretrain.config import PretrainConfig
 from pathssl.training.checkpoint import load_checkpoint
 
 
-def export_checkpoint(checkpoint: Path, output_dir: Path, name: str | None = None) -> EncoderConfig:
+def export_checkpoint(
+    checkpoint: Path, output_dir: Path, name: str | None = None, network: str | None = None
+) -> EncoderConfig:
+    """`network`: "online" or "momentum" (the EMA teacher or key encoder); None: the
+    method's default (`SSLMethod.default_network`)."""
     state = load_checkpoint(Path(checkpoint))
     cfg = PretrainConfig(**state["config"])
     method = build_method(cfg)
     method.load_state_dict(state["model"])
-    encoder = method.export_backbone().eval()
+    network = network or method.default_network
+    encoder = method.export_backbone(network).eval()
     data = [cfg.manifest] if cfg.manifest else []
-    network = "teacher" if cfg.method in ("dino", "byol") else "online"
+    label = method.momentum_network_name if network == "momentum" else network
+    chosen = "" if network == method.default_network else f"-{network}"
     steps = state["step"]
     parent = cfg.parent or {}
     default_name = f"{parent['name']}-" if parent.get("name") else f"{cfg.architecture}-"
     provenance = (
-        f"pathssl pretrain: {cfg.method} ({network} network), {steps} steps of "
+        f"pathssl pretrain: {cfg.method} ({label} network), {steps} steps of "
         f"batch {cfg.batch_size}, {cfg.input_px} px at {cfg.target_mpps} um/px, "
         f"data: {data + cfg.image_dirs}, seed {cfg.seed}"
     )
@@ -37,7 +45,7 @@ def export_checkpoint(checkpoint: Path, output_dir: Path, name: str | None = Non
     config = encoder_config(
         cfg,
         int(method.embed_dim),
-        name=name or f"{default_name}{cfg.method}-{steps}steps",
+        name=name or f"{default_name}{cfg.method}{chosen}-{steps}steps",
         trained=True,
         provenance=provenance,
     )

@@ -7,6 +7,7 @@ import copy
 import torch
 from torch import nn
 
+from pathssl.errors import PathsslError
 from pathssl.tiles.augment import ViewSpec
 
 
@@ -15,6 +16,10 @@ class SSLMethod(nn.Module):
     uses_momentum = False  # whether an EMA teacher/key encoder is updated after each step
     # attributes holding momentum (EMA) copies of `backbone`: teacher, key encoder
     backbone_copies: tuple[str, ...] = ()
+    # which network `pathssl export` ships unless told: "online" (the student) or "momentum"
+    # (the EMA copy, backbone_copies[0]); and what the method calls its EMA copy
+    default_network = "online"
+    momentum_network_name = "momentum"
 
     def __init__(self, backbone: nn.Module, embed_dim: int, input_px: int, **kwargs: float) -> None:
         super().__init__()
@@ -42,9 +47,18 @@ class SSLMethod(nn.Module):
         """EMA of the student into the teacher (heads; the backbone too unless `backbone`
         is False: while it is frozen)."""
 
-    def export_backbone(self) -> nn.Module:
-        """The encoder to ship: the student/online network unless the method says otherwise."""
-        return self.backbone
+    def networks(self) -> tuple[str, ...]:
+        """The networks a bundle can be exported from."""
+        return ("online", "momentum") if self.backbone_copies else ("online",)
+
+    def export_backbone(self, network: str | None = None) -> nn.Module:
+        """The encoder to ship: `network` ("online" or "momentum"), by default the method's."""
+        network = network or self.default_network
+        if network not in self.networks():
+            raise PathsslError(
+                f"{self.name} has no {network} network: export one of {', '.join(self.networks())}"
+            )
+        return self.backbone if network == "online" else getattr(self, self.backbone_copies[0])
 
 
 def momentum_copy(module: nn.Module) -> nn.Module:

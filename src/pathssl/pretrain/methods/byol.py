@@ -17,6 +17,8 @@ from pathssl.pretrain.methods.base import SSLMethod, momentum_copy
 class BYOL(SSLMethod):
     uses_momentum = True
     backbone_copies = ("teacher_backbone",)
+    default_network = "momentum"
+    momentum_network_name = "teacher"
 
     def __init__(
         self,
@@ -49,6 +51,3 @@ class BYOL(SSLMethod):
         if backbone:
             update_momentum(self.backbone, self.teacher_backbone, m=momentum)
         update_momentum(self.projection, self.teacher_projection, m=momentum)
-
-    def export_backbone(self) -> nn.Module:
-        return self.teacher_backbone

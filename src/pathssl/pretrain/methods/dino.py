@@ -18,6 +18,8 @@ from pathssl.tiles.augment import ViewSpec
 class DINO(SSLMethod):
     uses_momentum = True
     backbone_copies = ("teacher_backbone",)
+    default_network = "momentum"
+    momentum_network_name = "teacher"
 
     def __init__(
         self,
@@ -72,6 +74,3 @@ class DINO(SSLMethod):
         if backbone:
             update_momentum(self.backbone, self.teacher_backbone, m=momentum)
         update_momentum(self.head, self.teacher_head, m=momentum)
-
-    def export_backbone(self) -> nn.Module:
-        return self.teacher_backbone

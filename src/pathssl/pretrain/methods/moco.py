@@ -17,6 +17,7 @@ from pathssl.pretrain.methods.base import SSLMethod, momentum_copy
 class MoCoV2(SSLMethod):
     uses_momentum = True
     backbone_copies = ("key_backbone",)
+    momentum_network_name = "momentum key"
 
     def __init__(
         self,
