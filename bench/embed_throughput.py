@@ -30,7 +30,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -45,6 +44,8 @@ from PIL import Image  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from tree_memory import TreeMemory  # noqa: E402
+
 from pathssl.embed import EmbedOptions, embed_slide  # noqa: E402
 from pathssl.encoder.bundle import load_bundle, normalise  # noqa: E402
 from pathssl.encoder.inference import DeviceSettings, engine_input, prepare_module  # noqa: E402
@@ -53,56 +54,6 @@ from pathssl.slide import open_slide, resolve_mpp  # noqa: E402
 from pathssl.tiles.grid import TilingSpec, plan_tiles  # noqa: E402
 from pathssl.tiles.loading import TileBlockDataset, iter_batches, make_loader, plan_blocks  # noqa: E402
 from pathssl.tissue.detection import detect_tissue, render_thumbnail  # noqa: E402
-
-
-class TreeMemory:
-    """Peak memory (MB) of this process and all its descendants, sampled: the sum of their
-    proportional set sizes (PSS), so pages that forked workers share are counted once."""
-
-    def __init__(self, interval: float = 0.5) -> None:
-        # reading smaps_rollup walks page tables; sampled often it steals a core (measured)
-        self.interval, self.peak_mb, self._stop = interval, 0.0, threading.Event()
-
-    @staticmethod
-    def _pss_mb(pid: int) -> float:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as fh:
-                for line in fh:
-                    if line.startswith("Pss:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
-
-    @staticmethod
-    def _children(pid: int) -> list[int]:
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as fh:
-                return [int(c) for c in fh.read().split()]
-        except OSError:
-            return []
-
-    def total_mb(self) -> float:
-        total, stack = 0.0, [os.getpid()]
-        while stack:
-            pid = stack.pop()
-            total += self._pss_mb(pid)
-            stack.extend(self._children(pid))
-        return total
-
-    def __enter__(self) -> TreeMemory:
-        self.peak_mb = self.total_mb()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak_mb = max(self.peak_mb, self.total_mb())
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def plan(slide_path: Path, bundle, mpp: float | None):

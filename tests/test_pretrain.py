@@ -231,6 +231,20 @@ def test_cli_export_and_embed(manifest: Path, tmp_path: Path, cmu_slide: Path) -
     }
     for key, value in bundle.module.state_dict().items():
         torch.testing.assert_close(value, teacher[key])
+    # `--network online` exports the student instead, and says so
+    proc = cli(
+        "export",
+        str(tmp_path / "run/checkpoints/last.pt"),
+        "--output",
+        str(tmp_path / "student"),
+        "--network",
+        "online",
+    )
+    assert proc.returncode == 0, proc.stderr
+    student = load_bundle(tmp_path / "student")
+    assert "byol (online network)" in student.config.provenance
+    for key, value in student.module.state_dict().items():
+        torch.testing.assert_close(value, state[f"backbone.{key}"], rtol=0, atol=0)
     proc = cli(
         "embed",
         str(cmu_slide),

@@ -6,7 +6,7 @@ A change meant to move the outputs rewrites the reference and says why here. Rew
 issue 26 put the mean and std into the OpenVINO graph (the CPU default engine), which moved
 the features (and what is made from them: the slide vector, the patch JSON, the feature map)
 by float rounding; the engine still matches PyTorch within 1e-5 of the largest feature
-(tests/test_encoder.py::test_openvino_engine_matches_pytorch). Nothing else moved. Then
+(tests/test_inference_engines.py::test_openvino_engine_matches_pytorch). Nothing else moved. Then
 run.json alone: its slide_embedding record says how many tiles went into the slide vector.
 Then preview.png's pixels alone: its PCA colours come from the covariance with a fixed sign
 per axis (outputs/tile_summary.leading_components, as the QuPath export's), no longer from an

@@ -51,9 +51,8 @@ class SSLMethod(nn.Module):
         """The networks a bundle can be exported from."""
         return ("online", "momentum") if self.backbone_copies else ("online",)
 
-    def export_backbone(self, network: str | None = None) -> nn.Module:
-        """The encoder to ship: `network` ("online" or "momentum"), by default the method's."""
-        network = network or self.default_network
+    def export_backbone(self, network: str) -> nn.Module:
+        """The encoder to ship: the "online" network or its "momentum" (EMA) copy."""
         if network not in self.networks():
             raise PathsslError(
                 f"{self.name} has no {network} network: export one of {', '.join(self.networks())}"
