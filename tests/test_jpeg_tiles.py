@@ -4,6 +4,7 @@ decoder may differ by JPEG decoder rounding, which these tests cannot see)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import openslide
 import pytest
 from conftest import shared_slide
 
+from pathssl.errors import SlideReadError
 from pathssl.slide.jpeg_tiles import jpeg_tile_levels, read_region
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,3 +176,27 @@ def test_sparse_flat_tiff_decodes_only_its_tiles(tmp_path: Path) -> None:
     outside = np.ones(thumb.rgb.shape[:2], bool)
     outside[5 * cell : 6 * cell, 7 * cell : 8 * cell] = False
     assert (thumb.rgb[outside] == 255).all()
+
+
+def test_a_damaged_tile_in_a_batch_is_named(tmp_path: Path) -> None:
+    """A batch decode fails as a whole; the error must name the tile that fails, not the
+    batch's first."""
+    cmu = ROOT / "tests/data/CMU-1-Small-Region.svs"
+    damaged = tmp_path / "damaged.svs"
+    shutil.copy(cmu, damaged)
+    (lv,) = jpeg_tile_levels(damaged, [openslide.OpenSlide(str(cmu)).dimensions])
+    row, col = 1, 2  # inside the region read below, not its first tile
+    index = row * lv.grid[1] + col
+    with open(damaged, "r+b") as fh:  # wreck the header after SOI: no image to decode
+        fh.seek(int(lv.offsets[index]) + 2)
+        fh.write(b"\x00" * 32)
+    with pytest.raises(SlideReadError) as err:
+        read_region(lv, 0, 0, 4 * lv.tile_width, 3 * lv.tile_height, device="cpu")
+    message = str(err.value)
+    assert "\n" not in message and str(damaged) in message and "damaged or truncated" in message
+    assert f"x={col * lv.tile_width} y={row * lv.tile_height} " in message
+    # the same region of the intact slide decodes: the damage is the only cause
+    (intact,) = jpeg_tile_levels(cmu, [openslide.OpenSlide(str(cmu)).dimensions])
+    assert (
+        read_region(intact, 0, 0, 4 * lv.tile_width, 3 * lv.tile_height, device="cpu").shape[0] == 3
+    )

@@ -156,10 +156,30 @@ def read_region(
         try:
             decoded = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
         except RuntimeError as exc:
-            raise damaged_tile(level, *present[0][0][:2], exc) from exc
+            tiles = [(r, c) for (r, c, _, _), _ in present]
+            raise first_damaged_tile(level, tiles, data, device, exc) from exc
     for ((_, _, (dy, dx), (sy, sx)), _), tile in zip(present, decoded, strict=True):
         out[:, dy, dx] = tile[:, sy, sx]
     return out
+
+
+def first_damaged_tile(
+    level: JpegTileLevel,
+    tiles: list[tuple[int, int]],
+    data: list[torch.Tensor],
+    device: str | torch.device,
+    batch_error: BaseException,
+) -> SlideReadError:
+    """The error for a batch that failed to decode, naming the tile that fails alone (the
+    batch's error does not say which); the batch's first tile where none fails alone."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    for (row, col), stream in zip(tiles, data, strict=True):
+        try:
+            decode_jpeg(stream, mode=ImageReadMode.RGB, device=device)
+        except RuntimeError as exc:
+            return damaged_tile(level, row, col, exc)
+    return damaged_tile(level, *tiles[0], batch_error)
 
 
 def damaged_tile(level: JpegTileLevel, row: int, col: int, exc: BaseException) -> SlideReadError:
