@@ -1,27 +1,23 @@
-"""The container's process.py, run as Grand-Challenge runs it (without Docker): cases, dispatch,
-faults. Its Dockerfile and scripts: test_container_files.py."""
+"""The container's process.py, run as Grand-Challenge runs it (without Docker): the committed
+cases and their expected outputs, ROIs, tissue masks, reruns, the tile cap and the output
+comparison. Faults: test_grand_challenge_faults.py; UNICORN's slugs and task descriptions:
+test_unicorn_slugs.py; the Dockerfile and scripts: test_container_files.py."""
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import run_process_py
+from gc_jobs import CASES, EXPECTED, RESOURCES, ROOT, SLIDE, files_under, image_socket, job_case
 
 from pathssl.grand_challenge.compare import compare_outputs
 from pathssl.grand_challenge.run import JSON_BYTES_PER_FEATURE, PATCH_JSON_BUDGET_BYTES, tile_cap
 from pathssl.grand_challenge.sockets import SocketConfig, output_roles
 
-ROOT = Path(__file__).resolve().parents[1]
-CASES = ROOT / "test" / "input"
-EXPECTED = ROOT / "test" / "expected_output"
-RESOURCES = ROOT / "resources" / "grand-challenge.json"
 CASE_NAMES = sorted(p.name for p in CASES.iterdir() if p.is_dir())
 # The UNICORN pathology input slugs (unicorn-eval 3.2.0's INPUT_SLUGS_DICT) and their tasks.
 UNICORN_SLIDE_SLUGS = {
@@ -33,10 +29,6 @@ UNICORN_SLIDE_SLUGS = {
     "whole-slide-image": "slide_embedding",  # Hidden01-08
 }
 TASK_SLUG = "unicorn-task-description"
-
-
-def _files(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
 def _slugs(case: Path) -> tuple[str, ...]:
@@ -130,7 +122,7 @@ def test_matches_expected_output(runs: dict[str, Path], name: str) -> None:
         for slug, role in interface.outputs.items()
         if role in roles
     )
-    assert _files(out) == expected  # nothing else: no work folder, no unlisted output
+    assert files_under(out) == expected  # nothing else: no work folder, no unlisted output
     record_path = out / "pathssl-run-record.json"
     if record_path.exists():
         record = json.loads(record_path.read_text())
@@ -247,93 +239,6 @@ def test_gpu_comparison_is_by_direction_and_length(runs: dict[str, Path], tmp_pa
     assert any("length" in p for p in compare_outputs(out, longer, 5e-2, 5e-2, min_cosine=0.999))
 
 
-def _case(tmp_path: Path, inputs: object, files: dict[str, Path | bytes]) -> Path:
-    case = tmp_path / "input"
-    case.mkdir()
-    (case / "inputs.json").write_text(inputs if isinstance(inputs, str) else json.dumps(inputs))
-    for rel, content in files.items():
-        target = case / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, Path):
-            shutil.copy(content, target)
-        else:
-            target.write_bytes(content)
-    return case
-
-
-def _socket(slug: str = "whole-slide-image", kind: str = "Image", rel: str | None = None) -> dict:
-    return {
-        "interface": {
-            "slug": slug,
-            "kind": kind,
-            "super_kind": "Image",
-            "relative_path": rel or f"images/{slug}",
-        },
-        "value": None,
-        "file": None,
-        "image": {"pk": "x"},
-    }
-
-
-SLIDE = next((CASES / "wsi" / "images" / "whole-slide-image").iterdir())
-
-
-@pytest.mark.parametrize(
-    ("inputs", "files", "message"),
-    [
-        ("[{not json", {}, "not readable JSON"),
-        ({"interface": {}}, {}, "must be a list"),
-        (
-            [{"interface": {"slug": "notes", "kind": "Anything", "relative_path": "n.json"}}],
-            {"n.json": b"{}"},
-            "no slide among the inputs (found notes (Anything)); a job needs one Image socket",
-        ),
-        (
-            [_socket(slug="whole-slide-image-x")],
-            {"images/whole-slide-image-x/s.tif": SLIDE},
-            "input sockets [whole-slide-image-x] (found whole-slide-image-x (Image)) match no "
-            "interface of this algorithm",
-        ),
-        ([{"value": 1}], {}, "each with a socket and its slug"),
-        (
-            [_socket()],
-            {"images/whole-slide-image/a.tif": SLIDE, "images/whole-slide-image/b.tif": SLIDE},
-            "exactly one file, found 2",
-        ),
-        ([_socket()], {}, "does not exist"),
-        ([_socket(rel="../../etc")], {}, "leaves"),
-        ([_socket(rel="/etc")], {}, "leaves"),
-        ([_socket()], {"images/whole-slide-image/x.tif": b"not a slide"}, "not a format"),
-        ([_socket()], {"images/whole-slide-image/x.tif": b""}, "empty"),
-    ],
-    ids=[
-        "malformed",
-        "not-a-list",
-        "no-slide",
-        "unknown-sockets",
-        "no-socket",
-        "two-files",
-        "missing-folder",
-        "escapes-dotdot",
-        "escapes-absolute",
-        "not-a-slide",
-        "zero-bytes",
-    ],
-)
-def test_bad_inputs_one_line_error_nothing_written(
-    tmp_path: Path, inputs: object, files: dict, message: str
-) -> None:
-    case = _case(tmp_path, inputs, files)
-    out = tmp_path / "output"
-    out.mkdir()
-    proc = run_process_py(case, out)
-    assert proc.returncode == 2
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("pathssl: error: ") and message in last, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert list(out.iterdir()) == []
-
-
 def test_mha_tissue_mask_and_resolution_override(tmp_path: Path) -> None:
     import SimpleITK as sitk
 
@@ -341,11 +246,11 @@ def test_mha_tissue_mask_and_resolution_override(tmp_path: Path) -> None:
     mask[100:200, 50:150] = 1
     mask_path = tmp_path / "mask.mha"
     sitk.WriteImage(sitk.GetImageFromArray(mask), str(mask_path))
-    mask_socket = _socket("tissue-mask", "Segmentation")
+    mask_socket = image_socket("tissue-mask", "Segmentation")
     mask_socket["socket"] = mask_socket.pop("interface")  # newer jobs name it `socket`
-    case = _case(
+    case = job_case(
         tmp_path,
-        [_socket(), mask_socket],
+        [image_socket(), mask_socket],
         {"images/whole-slide-image/s.tif": SLIDE, "images/tissue-mask/m.mha": mask_path},
     )
     proc = run_process_py(case, tmp_path / "out", "--mpp", "0.5")
@@ -363,47 +268,6 @@ def test_mha_tissue_mask_and_resolution_override(tmp_path: Path) -> None:
         assert overlap_x * overlap_y >= 0.2 * size * size
 
 
-def _config(tmp_path: Path, edit) -> Path:
-    raw = json.loads(RESOURCES.read_text())
-    edit(raw)
-    path = tmp_path / "sockets.json"
-    path.write_text(json.dumps(raw))
-    return path
-
-
-@pytest.mark.parametrize(
-    ("edit", "message"),
-    [
-        (
-            lambda r: r["interfaces"][0]["outputs"].update({"tissue-mask": "tissue_mask"}),
-            "socket tissue-mask is both an input and an output",
-        ),
-        (
-            lambda r: r["sockets"]["pathssl-preview"].update(
-                relative_path="image-neural-representation.json"
-            ),
-            "share image-neural-representation.json",
-        ),
-        (
-            lambda r: r["interfaces"][1]["inputs"].pop("tissue-mask"),
-            "two interfaces take the inputs ['whole-slide-image']",
-        ),
-        (
-            lambda r: r["sockets"]["pathssl-feature-map"].update(relative_path="feature-map"),
-            "image sockets live under images/",
-        ),
-        (lambda r: r["sockets"].pop("tissue-mask"), "socket tissue-mask is used but not defined"),
-    ],
-    ids=["input-and-output", "shared-path", "same-inputs", "image-path", "undefined"],
-)
-def test_socket_configuration_the_platform_would_refuse(tmp_path: Path, edit, message) -> None:
-    case = _case(tmp_path, [_socket()], {"images/whole-slide-image/s.tif": SLIDE})
-    proc = run_process_py(case, tmp_path / "out", "--sockets", str(_config(tmp_path, edit)))
-    assert proc.returncode == 2
-    assert message in proc.stderr.strip().splitlines()[-1], proc.stderr
-    assert not (tmp_path / "out").exists()
-
-
 def test_shipped_configuration_is_accepted() -> None:
     config = SocketConfig.from_file(RESOURCES)
     assert config.problems() == []
@@ -412,187 +276,3 @@ def test_shipped_configuration_is_accepted() -> None:
     assert not inputs & outputs
     paths = [s.relative_path for s in config.sockets.values()]
     assert len(paths) == len(set(paths))
-
-
-def test_badly_packed_model_tarball_is_refused(tmp_path: Path) -> None:
-    from pathssl.encoder.bundle import check_model_tarball
-    from pathssl.errors import ModelBundleError
-
-    nested = tmp_path / "opt-ml-model"
-    shutil.copytree(ROOT / "model", nested / "model")
-    with pytest.raises(ModelBundleError, match=r"found model/config\.json: pack the tarball"):
-        check_model_tarball(nested)
-    (tmp_path / "junk").mkdir()
-    (tmp_path / "junk" / "weights.bin").write_bytes(b"x")
-    with pytest.raises(ModelBundleError, match=r"holds files but no config\.json"):
-        check_model_tarball(tmp_path / "junk")
-    check_model_tarball(ROOT / "model")  # a real bundle passes
-
-
-def _fake_gpu(tmp_path: Path, driver: str | None) -> tuple[Path, Path]:
-    dev = tmp_path / "dev"
-    dev.mkdir()
-    (dev / "nvidia0").touch()
-    (dev / "nvidiactl").touch()
-    proc = tmp_path / "version"
-    if driver:
-        proc.write_text(f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {driver}  Tue Jan 1\n")
-    return dev, proc
-
-
-def test_gpu_given_but_unusable_fails_fast(tmp_path: Path) -> None:
-    from pathssl.grand_challenge.gpu_check import GpuUnusableError, check_gpu_usable
-
-    dev, proc = _fake_gpu(tmp_path, "535.183.01")
-    with pytest.raises(GpuUnusableError) as info:
-        check_gpu_usable(False, lambda: False, "13.0", dev, proc)
-    line = str(info.value)
-    assert "NVIDIA driver 535.183.01" in line and "CUDA 13.0" in line and ">= 580" in line
-    assert "--allow-cpu" in line and "\n" not in line
-    assert check_gpu_usable(True, lambda: False, "13.0", dev, proc).startswith("WARNING")
-    assert "usable" in check_gpu_usable(False, lambda: True, "12.8", dev, proc)
-    empty = tmp_path / "nodev"
-    empty.mkdir()
-    assert "no GPU given" in check_gpu_usable(False, lambda: False, "12.8", empty, proc)
-
-
-def test_local_batch_mode(tmp_path: Path, cmu_slide: Path) -> None:
-    inputs = tmp_path / "slides"
-    inputs.mkdir()
-    shutil.copy(cmu_slide, inputs / "good.svs")
-    (inputs / "broken.svs").write_bytes(b"\x00" * 100)
-    proc = run_process_py(inputs, tmp_path / "out", "--batch-size", "32")
-    assert proc.returncode == 1
-    assert "1 embedded, 0 reused (same slide, options and model), 1 failed" in proc.stdout
-    assert (tmp_path / "out" / "good" / "image-neural-representation.json").is_file()
-    assert not (tmp_path / "out" / "broken").exists()
-    again = run_process_py(inputs, tmp_path / "out")
-    assert "0 embedded, 1 reused (same slide, options and model), 1 failed" in again.stdout
-
-
-def _task_value(task_type: str, slug: str = "unicorn-task-description") -> dict:
-    return {
-        "interface": {
-            "slug": slug,
-            "kind": "Anything",
-            "super_kind": "Value",
-            "relative_path": f"{slug}.json",
-        },
-        "value": {"domain": "pathology", "modality": "vision", "task_type": task_type},
-        "file": None,
-        "image": None,
-    }
-
-
-def test_inputs_found_by_kind_and_content_whatever_their_slugs(tmp_path: Path) -> None:
-    from pathssl.grand_challenge.sockets import read_inputs_json
-
-    raw = json.loads(RESOURCES.read_text())
-    raw["interfaces"].append(
-        {
-            "name": "renamed",
-            "inputs": {"some-slide": "slide", "some-mask": "tissue_mask", "some-task": "x"},
-            "outputs": {"patch-neural-representation": "patch_embeddings"},
-        }
-    )
-    raw["interfaces"][-1]["inputs"]["some-task"] = "task_description"
-    for slug, kind in (("some-slide", "Image"), ("some-mask", "Segmentation")):
-        raw["sockets"][slug] = {"kind": kind, "relative_path": f"images/{slug}"}
-    raw["sockets"]["some-mask"]["overlay_segments"] = [{"voxel_value": 0}, {"voxel_value": 1}]
-    raw["sockets"]["some-task"] = {"kind": "Anything", "relative_path": "some-task.json"}
-    config_path = tmp_path / "sockets.json"
-    config_path.write_text(json.dumps(raw))
-    case = _case(
-        tmp_path,
-        [
-            _task_value("segmentation", "some-task"),  # listed first: order does not matter
-            _socket("some-mask", "Segmentation"),
-            _socket("some-slide"),
-        ],
-        {"images/some-slide/a.tif": SLIDE, "images/some-mask/b.tif": SLIDE},
-    )
-    job = read_inputs_json(case, SocketConfig.from_file(config_path))
-    assert job.interface.name == "renamed" and job.slide.name == "a.tif"
-    assert job.tissue_mask.name == "b.tif" and job.task["task_type"] == "segmentation"
-    assert job.slugs == {
-        "slide": "some-slide",
-        "tissue_mask": "some-mask",
-        "task_description": "some-task",
-    }
-
-
-@pytest.mark.parametrize(
-    ("task_type", "written"),
-    [
-        ("classification", ["image-neural-representation.json"]),
-        ("regression", ["image-neural-representation.json"]),
-        ("detection", ["patch-neural-representation.json"]),
-        ("segmentation", ["patch-neural-representation.json"]),
-        (None, ["image-neural-representation.json", "patch-neural-representation.json"]),
-    ],
-)
-def test_task_type_chooses_the_level(task_type: str | None, written: list[str]) -> None:
-    from pathssl.grand_challenge.sockets import Interface
-
-    both = Interface(
-        "both",
-        {"s": "slide"},
-        {"image-neural-representation": "slide_embedding", "patch-a": "patch_embeddings"},
-    )
-    task = {"task_type": task_type} if task_type else None
-    roles, warning = output_roles(both, task)
-    levels = {"slide_embedding": written[0], "patch_embeddings": written[-1]}
-    assert sorted(levels[r] for r in roles) == sorted(set(written)) and warning == ""
-    only_image = Interface("image", {"s": "slide"}, {"i": "slide_embedding"})
-    roles, warning = output_roles(only_image, task)
-    assert roles == {"slide_embedding"}
-    assert ("has no socket" in warning) == (task_type in ("detection", "segmentation"))
-
-
-def test_bad_task_description_is_one_line(tmp_path: Path) -> None:
-    case = _case(
-        tmp_path,
-        [_socket(), _task_value("survival")],
-        {"images/whole-slide-image/s.tif": SLIDE},
-    )
-    out = tmp_path / "output"
-    out.mkdir()
-    proc = run_process_py(case, out)
-    assert proc.returncode == 2
-    last = proc.stderr.strip().splitlines()[-1]
-    assert "task_type 'survival' is none of classification, regression, detection" in last
-    assert list(out.iterdir()) == []
-
-
-def test_sigterm_one_line_nothing_left_in_output(tmp_path: Path) -> None:
-    """A job stopped at its time limit: exit 143, one stderr line naming the slide and how far
-    it got, and /output empty (no work folder, no scratch file)."""
-    import os
-    import signal
-    import time
-
-    out = tmp_path / "output"
-    out.mkdir()
-    cmd = [sys.executable, str(ROOT / "process.py"), "--input", str(CASES / "wsi")]
-    proc = subprocess.Popen(
-        [*cmd, "--output", str(out), "--batch-size", "1", "--engine", "pytorch"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        scratch = list(out.glob(".pathssl-work-*/.features.scratch-*"))
-        if scratch and scratch[0].stat().st_size > 0:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the job ended before it could be stopped"
-    os.kill(proc.pid, signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 143, stderr
-    lines = stderr.strip().splitlines()
-    assert "Traceback" not in stderr and len(lines) == 1, stderr
-    assert lines[0].startswith("pathssl: error: stopped by SIGTERM")
-    assert "d25c7a12-757b-48bc-b152-f2e645c709f3.tif" in lines[0]
-    assert re.search(r": \d+ of 55 tiles embedded; no output written$", lines[0]), lines[0]
-    assert list(out.iterdir()) == []

@@ -1,6 +1,7 @@
 """Every UNICORN pathology slide slug as the platform lays out its job (issue 25), with and
 without a tissue mask and a task description: the interface chosen and exactly the files
-written. The job helpers are test_grand_challenge.py's."""
+written; inputs found by kind and content whatever their slugs; the task type choosing the
+level of the outputs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_grand_challenge import CASES, ROOT, SLIDE, _case, _files, _socket, _task_value
+from gc_jobs import CASES, RESOURCES, ROOT, SLIDE, files_under, image_socket, job_case, task_value
+
+from pathssl.grand_challenge.sockets import SocketConfig, output_roles
 
 MASK = next((CASES / "wsi-with-tissue-mask" / "images" / "tissue-mask").iterdir())
 # slide slug -> (the interface's base name, a task type of its UNICORN task, the output it needs)
@@ -29,7 +32,7 @@ PATHSSL_FILES = [
 
 
 def _mask_socket() -> dict:
-    socket = _socket("tissue-mask", "Segmentation")
+    socket = image_socket("tissue-mask", "Segmentation")
     socket["interface"]["overlay_segments"] = [
         {"name": "background", "visible": False, "voxel_value": 0},
         {"name": "tissue", "visible": True, "voxel_value": 1},
@@ -49,14 +52,14 @@ def test_every_unicorn_slug_with_and_without_mask_and_task(
     from pathssl.grand_challenge.run import main
 
     base, task_type, level = SLUG_JOBS[slug]
-    sockets, files = [_socket(slug)], {f"images/{slug}/{SLIDE.name}": SLIDE}
+    sockets, files = [image_socket(slug)], {f"images/{slug}/{SLIDE.name}": SLIDE}
     if with_mask:  # the panimg-style mask (MinSampleValue/MaxSampleValue) of the test cases
         sockets.append(_mask_socket())
         files[f"images/tissue-mask/{MASK.name}"] = MASK
     if with_task:
-        sockets.append(_task_value(task_type))
+        sockets.append(task_value(task_type))
         files["unicorn-task-description.json"] = json.dumps(sockets[-1]["value"]).encode()
-    case, out = _case(tmp_path, sockets, files), tmp_path / "output"
+    case, out = job_case(tmp_path, sockets, files), tmp_path / "output"
     out.mkdir()
     quick = ["--max-tiles", "4", "--engine", "pytorch", "--batch-size", "4"]
     assert (
@@ -73,7 +76,7 @@ def test_every_unicorn_slug_with_and_without_mask_and_task(
             if with_mask
             else ["images/pathssl-detected-tissue-mask/pathssl-detected-tissue-mask.mha"]
         )
-    assert _files(out) == sorted(expected)
+    assert files_under(out) == sorted(expected)
     for written in expected[: 2 if len(expected) > 1 else 1]:
         (value,) = json.loads((out / written).read_text())
         assert value["title"] == SLIDE.name
@@ -84,3 +87,68 @@ def test_every_unicorn_slug_with_and_without_mask_and_task(
         )
         assert 1 <= len(vectors) <= 4 and {len(v) for v in vectors} == {512}
         assert np.isfinite(np.asarray(vectors, dtype=float)).all()
+
+
+def test_inputs_found_by_kind_and_content_whatever_their_slugs(tmp_path: Path) -> None:
+    from pathssl.grand_challenge.sockets import read_inputs_json
+
+    raw = json.loads(RESOURCES.read_text())
+    raw["interfaces"].append(
+        {
+            "name": "renamed",
+            "inputs": {"some-slide": "slide", "some-mask": "tissue_mask", "some-task": "x"},
+            "outputs": {"patch-neural-representation": "patch_embeddings"},
+        }
+    )
+    raw["interfaces"][-1]["inputs"]["some-task"] = "task_description"
+    for slug, kind in (("some-slide", "Image"), ("some-mask", "Segmentation")):
+        raw["sockets"][slug] = {"kind": kind, "relative_path": f"images/{slug}"}
+    raw["sockets"]["some-mask"]["overlay_segments"] = [{"voxel_value": 0}, {"voxel_value": 1}]
+    raw["sockets"]["some-task"] = {"kind": "Anything", "relative_path": "some-task.json"}
+    config_path = tmp_path / "sockets.json"
+    config_path.write_text(json.dumps(raw))
+    case = job_case(
+        tmp_path,
+        [
+            task_value("segmentation", "some-task"),  # listed first: order does not matter
+            image_socket("some-mask", "Segmentation"),
+            image_socket("some-slide"),
+        ],
+        {"images/some-slide/a.tif": SLIDE, "images/some-mask/b.tif": SLIDE},
+    )
+    job = read_inputs_json(case, SocketConfig.from_file(config_path))
+    assert job.interface.name == "renamed" and job.slide.name == "a.tif"
+    assert job.tissue_mask.name == "b.tif" and job.task["task_type"] == "segmentation"
+    assert job.slugs == {
+        "slide": "some-slide",
+        "tissue_mask": "some-mask",
+        "task_description": "some-task",
+    }
+
+
+@pytest.mark.parametrize(
+    ("task_type", "written"),
+    [
+        ("classification", ["image-neural-representation.json"]),
+        ("regression", ["image-neural-representation.json"]),
+        ("detection", ["patch-neural-representation.json"]),
+        ("segmentation", ["patch-neural-representation.json"]),
+        (None, ["image-neural-representation.json", "patch-neural-representation.json"]),
+    ],
+)
+def test_task_type_chooses_the_level(task_type: str | None, written: list[str]) -> None:
+    from pathssl.grand_challenge.sockets import Interface
+
+    both = Interface(
+        "both",
+        {"s": "slide"},
+        {"image-neural-representation": "slide_embedding", "patch-a": "patch_embeddings"},
+    )
+    task = {"task_type": task_type} if task_type else None
+    roles, warning = output_roles(both, task)
+    levels = {"slide_embedding": written[0], "patch_embeddings": written[-1]}
+    assert sorted(levels[r] for r in roles) == sorted(set(written)) and warning == ""
+    only_image = Interface("image", {"s": "slide"}, {"i": "slide_embedding"})
+    roles, warning = output_roles(only_image, task)
+    assert roles == {"slide_embedding"}
+    assert ("has no socket" in warning) == (task_type in ("detection", "segmentation"))

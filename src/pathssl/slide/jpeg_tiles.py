@@ -157,13 +157,13 @@ def read_region(
             decoded = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
         except RuntimeError as exc:
             tiles = [(r, c) for (r, c, _, _), _ in present]
-            raise first_damaged_tile(level, tiles, data, device, exc) from exc
+            raise _first_damaged_tile(level, tiles, data, device, exc) from exc
     for ((_, _, (dy, dx), (sy, sx)), _), tile in zip(present, decoded, strict=True):
         out[:, dy, dx] = tile[:, sy, sx]
     return out
 
 
-def first_damaged_tile(
+def _first_damaged_tile(
     level: JpegTileLevel,
     tiles: list[tuple[int, int]],
     data: list[torch.Tensor],
