@@ -17,7 +17,7 @@ from torch import nn
 @dataclass
 class StepOutput:
     loss: torch.Tensor
-    images: int  # inputs this rank processed (views, slides): the log's images_per_s
+    images: int  # views this rank processed (of images, or of slides): the log's images_per_s
     extras: Any = None  # what `TrainStep.metrics` needs at log steps (e.g. embeddings)
 
 
